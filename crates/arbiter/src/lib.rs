@@ -1,0 +1,1 @@
+//! Arbiter: deterministic evaluation of commands against entity state, in causal groups.

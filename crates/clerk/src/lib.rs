@@ -1,0 +1,1 @@
+//! Clerk: authenticated agreement between instances; publishes only on required_copies matching copies.

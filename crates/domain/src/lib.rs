@@ -1,0 +1,1 @@
+//! The pluggable domain trait and the inventory domain (Receive, Ship, Transfer).

@@ -1,0 +1,1 @@
+//! Registrar: bounded entity cache, pre-warming and the persistence watermark.

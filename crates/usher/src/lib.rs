@@ -1,0 +1,1 @@
+//! Usher: consumes the input partitions in order, hands each command on, tracks consumed offsets.
