@@ -1,0 +1,472 @@
+//! The inventory domain: stock per (warehouse, sku); Receive, Ship, Transfer.
+//!
+//! Every command touches the levels of exactly one sku, and commands are
+//! routed to partitions by sku, so no command ever crosses partitions.
+
+use protocol::canonical_json::ObjectWriter;
+
+use crate::{
+    CommandDecodeError, CorruptState, Domain, DomainOutcome, EntityKey, EntityStates, EntityWrite,
+    EvaluationContext, Verdict,
+};
+
+/// Bounds of the domain, as in `spec/inventory.allium`'s config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InventoryLimits {
+    /// Largest quantity one command may carry.
+    pub max_quantity: i64,
+    /// Largest level one (warehouse, sku) may hold; keeps every sum in i64.
+    pub max_stock_level: i64,
+}
+
+impl Default for InventoryLimits {
+    fn default() -> Self {
+        Self {
+            max_quantity: 1_000_000,
+            max_stock_level: 1_000_000_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InventoryCommand {
+    Receive {
+        warehouse: String,
+        sku: String,
+        quantity: i64,
+    },
+    Ship {
+        warehouse: String,
+        sku: String,
+        quantity: i64,
+    },
+    Transfer {
+        from: String,
+        to: String,
+        sku: String,
+        quantity: i64,
+    },
+}
+
+impl InventoryCommand {
+    pub fn sku(&self) -> &str {
+        match self {
+            Self::Receive { sku, .. } | Self::Ship { sku, .. } | Self::Transfer { sku, .. } => sku,
+        }
+    }
+
+    pub fn quantity(&self) -> i64 {
+        match self {
+            Self::Receive { quantity, .. }
+            | Self::Ship { quantity, .. }
+            | Self::Transfer { quantity, .. } => *quantity,
+        }
+    }
+
+    /// The prost encoding carried inside a command pack.
+    pub fn encode(&self) -> Vec<u8> {
+        use prost::Message;
+        wire::Command::from(self).encode_to_vec()
+    }
+}
+
+/// Rejection tokens, checked in this order (the first failing check names
+/// the rejection, so every instance gives the same reason).
+pub mod rejection {
+    pub const MISROUTED: &str = "misrouted";
+    pub const QUANTITY_NOT_POSITIVE: &str = "quantity_not_positive";
+    pub const QUANTITY_ABOVE_MAX: &str = "quantity_above_max";
+    pub const SAME_WAREHOUSE: &str = "same_warehouse";
+    pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+    pub const STOCK_OVERFLOW: &str = "stock_overflow";
+}
+
+/// The key of one stock level: length-prefixed so that distinct
+/// (warehouse, sku) pairs never collide, whatever characters they contain.
+///
+/// spec: inventory.StockKeyIsInjective
+pub fn stock_key(warehouse: &str, sku: &str) -> EntityKey {
+    EntityKey::new(format!("stock:{}:{warehouse}:{sku}", warehouse.len()))
+}
+
+/// The input partition that owns a sku: FNV-1a 64 over its UTF-8 bytes.
+/// The gateway's producer and the domain's misrouting check share it.
+///
+/// spec: inventory.RouteCommandBySku, inventory.RoutingUsesFnvHash
+pub fn partition_for_sku(sku: &str, partitions: u32) -> u32 {
+    assert!(partitions > 0, "a topic has at least one partition");
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = sku.bytes().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    u32::try_from(hash % u64::from(partitions)).expect("remainder is below a u32 partition count")
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inventory {
+    limits: InventoryLimits,
+}
+
+impl Inventory {
+    pub fn new(limits: InventoryLimits) -> Self {
+        Self { limits }
+    }
+
+    pub fn limits(&self) -> InventoryLimits {
+        self.limits
+    }
+}
+
+/// spec: inventory.EvaluateInventoryCommandInCheckOrder
+impl Domain for Inventory {
+    type Command = InventoryCommand;
+
+    fn decode_command(&self, bytes: &[u8]) -> Result<InventoryCommand, CommandDecodeError> {
+        use prost::Message;
+        let message = wire::Command::decode(bytes).map_err(|error| CommandDecodeError {
+            reason: "undecodable_command",
+            detail: error.to_string(),
+        })?;
+        InventoryCommand::try_from(message)
+    }
+
+    fn touched_keys(&self, command: &InventoryCommand) -> Vec<EntityKey> {
+        let mut keys = match command {
+            InventoryCommand::Receive { warehouse, sku, .. }
+            | InventoryCommand::Ship { warehouse, sku, .. } => vec![stock_key(warehouse, sku)],
+            InventoryCommand::Transfer { from, to, sku, .. } => {
+                vec![stock_key(from, sku), stock_key(to, sku)]
+            }
+        };
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    fn evaluate(
+        &self,
+        context: EvaluationContext,
+        command: &InventoryCommand,
+        entities: &dyn EntityStates,
+    ) -> Result<DomainOutcome, CorruptState> {
+        let quantity = command.quantity();
+        match command {
+            InventoryCommand::Receive { warehouse, sku, .. } => {
+                let level = read_level(entities, &stock_key(warehouse, sku))?;
+                let verdict = self
+                    .static_check(context, command)
+                    .or_else(|| self.overflow_check(level, quantity));
+                Ok(single_level_outcome(
+                    "receive",
+                    warehouse,
+                    sku,
+                    quantity,
+                    level,
+                    verdict,
+                    |l| l + quantity,
+                ))
+            }
+            InventoryCommand::Ship { warehouse, sku, .. } => {
+                let level = read_level(entities, &stock_key(warehouse, sku))?;
+                let verdict = self
+                    .static_check(context, command)
+                    .or_else(|| shortage_check(level, quantity));
+                Ok(single_level_outcome(
+                    "ship",
+                    warehouse,
+                    sku,
+                    quantity,
+                    level,
+                    verdict,
+                    |l| l - quantity,
+                ))
+            }
+            InventoryCommand::Transfer { from, to, sku, .. } => {
+                let from_key = stock_key(from, sku);
+                let to_key = stock_key(to, sku);
+                let from_level = read_level(entities, &from_key)?;
+                let to_level = read_level(entities, &to_key)?;
+                let rejection = self
+                    .static_check(context, command)
+                    .or_else(|| shortage_check(from_level, quantity))
+                    .or_else(|| self.overflow_check(to_level, quantity));
+                let levels = TransferLevels {
+                    from_key,
+                    to_key,
+                    from_level,
+                    to_level,
+                };
+                Ok(transfer_outcome(from, to, sku, quantity, levels, rejection))
+            }
+        }
+    }
+}
+
+impl Inventory {
+    /// The checks that need no state, in the specified order.
+    ///
+    /// spec: inventory.RejectMisroutedCommand, inventory.RejectQuantityNotPositive, inventory.RejectQuantityAboveMax, inventory.RejectTransferToSameWarehouse
+    fn static_check(
+        &self,
+        context: EvaluationContext,
+        command: &InventoryCommand,
+    ) -> Option<&'static str> {
+        let quantity = command.quantity();
+        if partition_for_sku(command.sku(), context.partitions) != context.partition {
+            Some(rejection::MISROUTED)
+        } else if quantity < 1 {
+            Some(rejection::QUANTITY_NOT_POSITIVE)
+        } else if quantity > self.limits.max_quantity {
+            Some(rejection::QUANTITY_ABOVE_MAX)
+        } else if matches!(command, InventoryCommand::Transfer { from, to, .. } if from == to) {
+            Some(rejection::SAME_WAREHOUSE)
+        } else {
+            None
+        }
+    }
+
+    /// spec: inventory.RejectStockOverflow
+    fn overflow_check(&self, level: i64, quantity: i64) -> Option<&'static str> {
+        // Subtraction cannot wrap: level and quantity are both within bounds.
+        (self.limits.max_stock_level - level < quantity).then_some(rejection::STOCK_OVERFLOW)
+    }
+}
+
+/// spec: inventory.RejectInsufficientStock
+fn shortage_check(level: i64, quantity: i64) -> Option<&'static str> {
+    (level < quantity).then_some(rejection::INSUFFICIENT_STOCK)
+}
+
+/// A level's state is its quantity in shortest decimal ASCII; an absent
+/// level is zero.
+///
+/// spec: inventory.LevelStateIsDecimal
+fn read_level(entities: &dyn EntityStates, key: &EntityKey) -> Result<i64, CorruptState> {
+    let Some(bytes) = entities.state(key) else {
+        return Ok(0);
+    };
+    let corrupt = |detail: String| CorruptState {
+        key: key.clone(),
+        detail,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|error| corrupt(error.to_string()))?;
+    let level: i64 = text
+        .parse()
+        .map_err(|_| corrupt(format!("not a level: {text:?}")))?;
+    if level < 0 || level.to_string() != text {
+        return Err(corrupt(format!("not a canonical level: {text:?}")));
+    }
+    Ok(level)
+}
+
+fn level_state(level: i64) -> Vec<u8> {
+    level.to_string().into_bytes()
+}
+
+/// spec: inventory.ReceiveAddsStock, inventory.ShipRemovesStock, inventory.ResultBodyIsCanonicalJson
+fn single_level_outcome(
+    kind: &str,
+    warehouse: &str,
+    sku: &str,
+    quantity: i64,
+    level: i64,
+    rejection: Option<&'static str>,
+    apply: impl FnOnce(i64) -> i64,
+) -> DomainOutcome {
+    let (verdict, writes, level_after) = match rejection {
+        Some(reason) => (Verdict::Rejected(reason), Vec::new(), level),
+        None => {
+            let new_level = apply(level);
+            let write = EntityWrite {
+                key: stock_key(warehouse, sku),
+                state: level_state(new_level),
+            };
+            (Verdict::Accepted, vec![write], new_level)
+        }
+    };
+    let mut body = Vec::with_capacity(96);
+    let mut object = ObjectWriter::new(&mut body);
+    object
+        .string("type", kind)
+        .string("warehouse", warehouse)
+        .string("sku", sku)
+        .integer("quantity", quantity)
+        .integer("level", level_after);
+    object.finish();
+    DomainOutcome {
+        verdict,
+        writes,
+        body,
+    }
+}
+
+/// The two levels a transfer reads, before it is applied.
+struct TransferLevels {
+    from_key: EntityKey,
+    to_key: EntityKey,
+    from_level: i64,
+    to_level: i64,
+}
+
+/// Both levels change in the one outcome, or neither does.
+///
+/// spec: inventory.TransferMovesStock
+fn transfer_outcome(
+    from: &str,
+    to: &str,
+    sku: &str,
+    quantity: i64,
+    levels: TransferLevels,
+    rejection: Option<&'static str>,
+) -> DomainOutcome {
+    let TransferLevels {
+        from_key,
+        to_key,
+        from_level,
+        to_level,
+    } = levels;
+    let (verdict, writes, from_after, to_after) = match rejection {
+        Some(reason) => (Verdict::Rejected(reason), Vec::new(), from_level, to_level),
+        None => {
+            let (from_after, to_after) = (from_level - quantity, to_level + quantity);
+            let writes = vec![
+                EntityWrite {
+                    key: from_key,
+                    state: level_state(from_after),
+                },
+                EntityWrite {
+                    key: to_key,
+                    state: level_state(to_after),
+                },
+            ];
+            (Verdict::Accepted, writes, from_after, to_after)
+        }
+    };
+    let mut body = Vec::with_capacity(128);
+    let mut object = ObjectWriter::new(&mut body);
+    object
+        .string("type", "transfer")
+        .string("from", from)
+        .string("to", to)
+        .string("sku", sku)
+        .integer("quantity", quantity)
+        .integer("from_level", from_after)
+        .integer("to_level", to_after);
+    object.finish();
+    DomainOutcome {
+        verdict,
+        writes,
+        body,
+    }
+}
+
+/// The prost messages of inventory commands, as they travel in a pack.
+mod wire {
+    use super::InventoryCommand;
+    use crate::CommandDecodeError;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Command {
+        #[prost(oneof = "Kind", tags = "1, 2, 3")]
+        pub kind: Option<Kind>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        Receive(Movement),
+        #[prost(message, tag = "2")]
+        Ship(Movement),
+        #[prost(message, tag = "3")]
+        Transfer(Transfer),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Movement {
+        #[prost(string, tag = "1")]
+        pub warehouse: String,
+        #[prost(string, tag = "2")]
+        pub sku: String,
+        #[prost(int64, tag = "3")]
+        pub quantity: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Transfer {
+        #[prost(string, tag = "1")]
+        pub from: String,
+        #[prost(string, tag = "2")]
+        pub to: String,
+        #[prost(string, tag = "3")]
+        pub sku: String,
+        #[prost(int64, tag = "4")]
+        pub quantity: i64,
+    }
+
+    impl From<&InventoryCommand> for Command {
+        fn from(command: &InventoryCommand) -> Self {
+            let movement = |warehouse: &String, sku: &String, quantity: &i64| Movement {
+                warehouse: warehouse.clone(),
+                sku: sku.clone(),
+                quantity: *quantity,
+            };
+            let kind = match command {
+                InventoryCommand::Receive {
+                    warehouse,
+                    sku,
+                    quantity,
+                } => Kind::Receive(movement(warehouse, sku, quantity)),
+                InventoryCommand::Ship {
+                    warehouse,
+                    sku,
+                    quantity,
+                } => Kind::Ship(movement(warehouse, sku, quantity)),
+                InventoryCommand::Transfer {
+                    from,
+                    to,
+                    sku,
+                    quantity,
+                } => Kind::Transfer(Transfer {
+                    from: from.clone(),
+                    to: to.clone(),
+                    sku: sku.clone(),
+                    quantity: *quantity,
+                }),
+            };
+            Self { kind: Some(kind) }
+        }
+    }
+
+    impl TryFrom<Command> for InventoryCommand {
+        type Error = CommandDecodeError;
+
+        fn try_from(message: Command) -> Result<Self, CommandDecodeError> {
+            match message.kind {
+                Some(Kind::Receive(m)) => Ok(InventoryCommand::Receive {
+                    warehouse: m.warehouse,
+                    sku: m.sku,
+                    quantity: m.quantity,
+                }),
+                Some(Kind::Ship(m)) => Ok(InventoryCommand::Ship {
+                    warehouse: m.warehouse,
+                    sku: m.sku,
+                    quantity: m.quantity,
+                }),
+                Some(Kind::Transfer(t)) => Ok(InventoryCommand::Transfer {
+                    from: t.from,
+                    to: t.to,
+                    sku: t.sku,
+                    quantity: t.quantity,
+                }),
+                None => Err(CommandDecodeError {
+                    reason: "unknown_command",
+                    detail: "the command names none of receive, ship, transfer".to_owned(),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
