@@ -28,6 +28,9 @@ impl Default for InventoryLimits {
     }
 }
 
+/// Only a transfer names a destination: the shape of the enum says so.
+///
+/// spec: inventory.TransferNamesDestination
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InventoryCommand {
     Receive {
@@ -233,7 +236,7 @@ impl Inventory {
     }
 }
 
-/// spec: inventory.RejectInsufficientStock
+/// spec: inventory.RejectInsufficientStock, inventory.NoNegativeStock
 fn shortage_check(level: i64, quantity: i64) -> Option<&'static str> {
     (level < quantity).then_some(rejection::INSUFFICIENT_STOCK)
 }
@@ -261,6 +264,10 @@ fn read_level(entities: &dyn EntityStates, key: &EntityKey) -> Result<i64, Corru
 }
 
 fn level_state(level: i64) -> Vec<u8> {
+    assert!(
+        level >= 0,
+        "the shortage check keeps every level non-negative"
+    );
     level.to_string().into_bytes()
 }
 
@@ -309,9 +316,10 @@ struct TransferLevels {
     to_level: i64,
 }
 
-/// Both levels change in the one outcome, or neither does.
+/// Both levels change in the one outcome, or neither does, and by the same
+/// quantity: a transfer never changes a sku's total.
 ///
-/// spec: inventory.TransferMovesStock
+/// spec: inventory.TransferMovesStock, inventory.StockConservedPerSku
 fn transfer_outcome(
     from: &str,
     to: &str,

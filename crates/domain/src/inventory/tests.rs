@@ -292,6 +292,7 @@ fn the_first_failing_check_names_the_rejection() {
     );
 }
 
+/// covers: inventory.TransferNamesDestination
 #[test]
 fn commands_round_trip_through_their_wire_encoding() {
     let inventory = Inventory::default();
@@ -312,6 +313,31 @@ fn commands_round_trip_through_their_wire_encoding() {
             .map_err(|e| e.reason),
         Err("undecodable_command")
     );
+}
+
+/// covers: arbiter.DomainIsPure
+#[test]
+fn evaluation_keeps_no_state_between_calls() {
+    let inventory = Inventory::default();
+    let mut store = Store::default();
+    run(&mut store, &receive("w1", "apple", 5));
+    let probe = ship("w1", "apple", 3);
+    let first = inventory
+        .evaluate(SINGLE, &probe, &store)
+        .expect("canonical");
+    for other in [
+        receive("w2", "pear", 9),
+        ship("w9", "apple", 1),
+        transfer("w1", "w2", "apple", 100),
+    ] {
+        inventory
+            .evaluate(SINGLE, &other, &store)
+            .expect("canonical");
+    }
+    let second = inventory
+        .evaluate(SINGLE, &probe, &store)
+        .expect("canonical");
+    assert_eq!(first, second, "earlier calls leave nothing behind");
 }
 
 fn command_strategy() -> impl Strategy<Value = InventoryCommand> {
