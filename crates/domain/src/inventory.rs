@@ -82,7 +82,12 @@ pub mod rejection {
     pub const SAME_WAREHOUSE: &str = "same_warehouse";
     pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
     pub const STOCK_OVERFLOW: &str = "stock_overflow";
+    /// Validation only: an empty or over-long warehouse or sku.
+    pub const INVALID_FIELD: &str = "invalid_field";
 }
+
+/// Longest warehouse or sku identifier, in bytes.
+pub const MAX_IDENTIFIER_BYTES: usize = 128;
 
 /// The key of one stock level: length-prefixed so that distinct
 /// (warehouse, sku) pairs never collide, whatever characters they contain.
@@ -132,6 +137,41 @@ impl Domain for Inventory {
             detail: error.to_string(),
         })?;
         InventoryCommand::try_from(message)
+    }
+
+    fn validate(&self, command: &InventoryCommand) -> Result<(), CommandDecodeError> {
+        let identifiers: &[(&str, &str)] = match command {
+            InventoryCommand::Receive { warehouse, sku, .. }
+            | InventoryCommand::Ship { warehouse, sku, .. } => {
+                &[("warehouse", warehouse), ("sku", sku)]
+            }
+            InventoryCommand::Transfer { from, to, sku, .. } => {
+                &[("from", from), ("to", to), ("sku", sku)]
+            }
+        };
+        for (field, value) in identifiers {
+            if value.is_empty() || value.len() > MAX_IDENTIFIER_BYTES {
+                return Err(CommandDecodeError {
+                    reason: rejection::INVALID_FIELD,
+                    detail: format!("{field} must be 1 to {MAX_IDENTIFIER_BYTES} bytes"),
+                });
+            }
+        }
+        let quantity = command.quantity();
+        let quantity_error = |reason| CommandDecodeError {
+            reason,
+            detail: format!(
+                "quantity {quantity} is outside 1..={}",
+                self.limits.max_quantity
+            ),
+        };
+        if quantity < 1 {
+            return Err(quantity_error(rejection::QUANTITY_NOT_POSITIVE));
+        }
+        if quantity > self.limits.max_quantity {
+            return Err(quantity_error(rejection::QUANTITY_ABOVE_MAX));
+        }
+        Ok(())
     }
 
     fn touched_keys(&self, command: &InventoryCommand) -> Vec<EntityKey> {

@@ -91,6 +91,11 @@ pub trait Domain: Send + Sync {
 
     fn decode_command(&self, bytes: &[u8]) -> Result<Self::Command, CommandDecodeError>;
 
+    /// The checks a command must pass before it may enter the log: the
+    /// gateway refuses a failing submission, and the Usher dead-letters a
+    /// record holding one (whoever produced it).
+    fn validate(&self, command: &Self::Command) -> Result<(), CommandDecodeError>;
+
     /// Every key `evaluate` may read or write, sorted and without repeats; a
     /// function of the command alone.
     fn touched_keys(&self, command: &Self::Command) -> Vec<EntityKey>;

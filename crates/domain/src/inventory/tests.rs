@@ -340,6 +340,28 @@ fn evaluation_keeps_no_state_between_calls() {
     assert_eq!(first, second, "earlier calls leave nothing behind");
 }
 
+#[test]
+fn validation_refuses_bad_identifiers_and_quantities_before_the_log() {
+    let inventory = Inventory::default();
+    let reason = |command: InventoryCommand| inventory.validate(&command).err().map(|e| e.reason);
+    assert_eq!(reason(receive("w", "s", 1)), None);
+    assert_eq!(reason(receive("", "s", 1)), Some(rejection::INVALID_FIELD));
+    assert_eq!(
+        reason(transfer("a", &"x".repeat(129), "s", 1)),
+        Some(rejection::INVALID_FIELD)
+    );
+    assert_eq!(
+        reason(ship("w", "s", 0)),
+        Some(rejection::QUANTITY_NOT_POSITIVE)
+    );
+    assert_eq!(
+        reason(ship("w", "s", 1_000_001)),
+        Some(rejection::QUANTITY_ABOVE_MAX)
+    );
+    // The same warehouse is the domain's rejection, not a validation error.
+    assert_eq!(reason(transfer("w", "w", "s", 1)), None);
+}
+
 fn command_strategy() -> impl Strategy<Value = InventoryCommand> {
     let warehouse = prop_oneof![Just("w1"), Just("w2"), Just("w3")];
     let sku = prop_oneof![Just("apple"), Just("pear")];
