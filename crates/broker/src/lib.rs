@@ -1,0 +1,210 @@
+//! Kafka plumbing shared by the shells that talk to the broker.
+//!
+//! Two brokers are supported: librdkafka's in-process mock cluster (the
+//! embedded default: nothing to install) and any external Kafka-protocol
+//! broker (tansu in CI). They want different client settings: the mock holds
+//! every empty fetch for the full `fetch.wait.max.ms` and falls behind at
+//! `linger.ms=0`, while tansu stalls periodically unless producers linger at
+//! least 5 ms. Both are measured in the design brief, section 8.
+
+pub mod tansu;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// The three topics of a Tribunal cluster. Outcomes of input partition p go
+/// to outcome partition p, so all three share the partition count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topics {
+    pub input: String,
+    pub outcomes: String,
+    pub dead_letters: String,
+    pub partitions: u32,
+}
+
+impl Topics {
+    pub fn new(partitions: u32) -> Self {
+        assert!(partitions > 0, "a topic has at least one partition");
+        Self {
+            input: "tribunal.commands".to_owned(),
+            outcomes: "tribunal.outcomes".to_owned(),
+            dead_letters: "tribunal.dead-letters".to_owned(),
+            partitions,
+        }
+    }
+
+    fn all(&self) -> [&str; 3] {
+        [&self.input, &self.outcomes, &self.dead_letters]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// librdkafka's in-process mock cluster, reached over loopback TCP.
+    EmbeddedMock,
+    /// A real Kafka-protocol broker.
+    External,
+}
+
+/// Where the broker is and which client settings suit it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerProfile {
+    pub bootstrap_servers: String,
+    pub kind: BrokerKind,
+}
+
+impl BrokerProfile {
+    /// A producer for packs or publications: idempotent, `acks=all`, many
+    /// sends in flight, lingering just long enough to batch.
+    pub fn producer_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = self.common_config(client_id);
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("linger.ms", self.linger_ms())
+            .set("message.timeout.ms", "10000");
+        config
+    }
+
+    /// A consumer for explicit partition assignment. librdkafka wants a
+    /// `group.id` even for `assign()`; nothing subscribes or commits through
+    /// it, and the broker never chooses a position.
+    ///
+    /// spec: usher.NoConsumerGroupCommits
+    pub fn consumer_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = self.common_config(client_id);
+        config
+            .set("group.id", format!("{client_id}.unused"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "error")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms())
+            .set("queued.max.messages.kbytes", "16384");
+        config
+    }
+
+    fn common_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", client_id);
+        config
+    }
+
+    fn linger_ms(&self) -> &'static str {
+        match self.kind {
+            BrokerKind::EmbeddedMock => "1",
+            BrokerKind::External => "5",
+        }
+    }
+
+    fn fetch_wait_max_ms(&self) -> &'static str {
+        match self.kind {
+            // The mock holds an empty fetch for the whole wait.
+            BrokerKind::EmbeddedMock => "1",
+            // A real broker answers as soon as data arrives.
+            BrokerKind::External => "50",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("starting the embedded mock cluster: {0}")]
+    EmbeddedStart(#[source] rdkafka::error::KafkaError),
+    #[error("creating topic {topic}: {source}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("creating topic {topic}: broker answered {code:?}")]
+    CreateTopicRefused {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// The embedded default: a one-broker mock cluster living in this process.
+/// Other processes reach it over loopback TCP for as long as it lives.
+pub struct EmbeddedBroker {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker")
+            .field("bootstrap_servers", &self.cluster.bootstrap_servers())
+            .finish()
+    }
+}
+
+impl EmbeddedBroker {
+    /// Starts the mock cluster and creates the topics (the mock does not
+    /// support the CreateTopics admin call).
+    pub fn start(topics: &Topics) -> Result<Self, BrokerError> {
+        let cluster = MockCluster::new(1).map_err(BrokerError::EmbeddedStart)?;
+        let partitions = i32::try_from(topics.partitions).expect("partition count fits i32");
+        for topic in topics.all() {
+            cluster
+                .create_topic(topic, partitions, 1)
+                .map_err(|source| BrokerError::CreateTopic {
+                    topic: topic.to_owned(),
+                    source,
+                })?;
+        }
+        Ok(Self { cluster })
+    }
+
+    pub fn profile(&self) -> BrokerProfile {
+        BrokerProfile {
+            bootstrap_servers: self.cluster.bootstrap_servers(),
+            kind: BrokerKind::EmbeddedMock,
+        }
+    }
+}
+
+/// Creates the topics on an external broker; topics that already exist are
+/// fine (every node of a cluster calls this at start).
+pub async fn ensure_external_topics(
+    profile: &BrokerProfile,
+    topics: &Topics,
+) -> Result<(), BrokerError> {
+    let admin: AdminClient<DefaultClientContext> = profile
+        .common_config("tribunal-admin")
+        .create()
+        .map_err(|source| BrokerError::CreateTopic {
+            topic: topics.input.clone(),
+            source,
+        })?;
+    let partitions = i32::try_from(topics.partitions).expect("partition count fits i32");
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .all()
+        .into_iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|source| BrokerError::CreateTopic {
+            topic: topics.input.clone(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(BrokerError::CreateTopicRefused { topic, code }),
+        }
+    }
+    Ok(())
+}
