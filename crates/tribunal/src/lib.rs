@@ -1,0 +1,3 @@
+//! The Tribunal node: the instance lifecycle and the wiring of the actors.
+
+pub mod lifecycle;
