@@ -194,6 +194,9 @@ impl Domain for Inventory {
         entities: &dyn EntityStates,
     ) -> Result<DomainOutcome, CorruptState> {
         let quantity = command.quantity();
+        if partition_for_sku(command.sku(), context.partitions) != context.partition {
+            return Ok(misrouted_outcome(command));
+        }
         match command {
             InventoryCommand::Receive { warehouse, sku, .. } => {
                 let level = read_level(entities, &stock_key(warehouse, sku))?;
@@ -247,18 +250,22 @@ impl Domain for Inventory {
 }
 
 impl Inventory {
-    /// The checks that need no state, in the specified order.
+    /// The checks that need no state, in the specified order (misrouting,
+    /// the first of them, is answered earlier by [`misrouted_outcome`]).
     ///
-    /// spec: inventory.RejectMisroutedCommand, inventory.RejectQuantityNotPositive, inventory.RejectQuantityAboveMax, inventory.RejectTransferToSameWarehouse
+    /// spec: inventory.RejectQuantityNotPositive, inventory.RejectQuantityAboveMax, inventory.RejectTransferToSameWarehouse
     fn static_check(
         &self,
         context: EvaluationContext,
         command: &InventoryCommand,
     ) -> Option<&'static str> {
         let quantity = command.quantity();
-        if partition_for_sku(command.sku(), context.partitions) != context.partition {
-            Some(rejection::MISROUTED)
-        } else if quantity < 1 {
+        debug_assert_eq!(
+            partition_for_sku(command.sku(), context.partitions),
+            context.partition,
+            "misrouted commands are answered before any check that reads state"
+        );
+        if quantity < 1 {
             Some(rejection::QUANTITY_NOT_POSITIVE)
         } else if quantity > self.limits.max_quantity {
             Some(rejection::QUANTITY_ABOVE_MAX)
@@ -273,6 +280,58 @@ impl Inventory {
     fn overflow_check(&self, level: i64, quantity: i64) -> Option<&'static str> {
         // Subtraction cannot wrap: level and quantity are both within bounds.
         (self.limits.max_stock_level - level < quantity).then_some(rejection::STOCK_OVERFLOW)
+    }
+}
+
+/// A command on a partition that does not own its sku. Its levels belong to
+/// another partition, whose progress differs between instances, so they are
+/// neither read nor reported.
+///
+/// spec: inventory.RejectMisroutedCommand
+fn misrouted_outcome(command: &InventoryCommand) -> DomainOutcome {
+    let mut body = Vec::with_capacity(96);
+    let mut object = ObjectWriter::new(&mut body);
+    match command {
+        InventoryCommand::Receive {
+            warehouse,
+            sku,
+            quantity,
+        }
+        | InventoryCommand::Ship {
+            warehouse,
+            sku,
+            quantity,
+        } => {
+            let kind = if matches!(command, InventoryCommand::Receive { .. }) {
+                "receive"
+            } else {
+                "ship"
+            };
+            object
+                .string("type", kind)
+                .string("warehouse", warehouse)
+                .string("sku", sku)
+                .integer("quantity", *quantity);
+        }
+        InventoryCommand::Transfer {
+            from,
+            to,
+            sku,
+            quantity,
+        } => {
+            object
+                .string("type", "transfer")
+                .string("from", from)
+                .string("to", to)
+                .string("sku", sku)
+                .integer("quantity", *quantity);
+        }
+    }
+    object.finish();
+    DomainOutcome {
+        verdict: Verdict::Rejected(rejection::MISROUTED),
+        writes: Vec::new(),
+        body,
     }
 }
 

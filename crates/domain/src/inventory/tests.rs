@@ -234,6 +234,21 @@ fn a_command_on_a_partition_that_does_not_own_its_sku_is_rejected() {
         .evaluate(at(elsewhere), &command, &store)
         .expect("canonical");
     assert_eq!(misrouted.verdict, Verdict::Rejected(rejection::MISROUTED));
+    assert_eq!(
+        body(&misrouted),
+        r#"{"type":"receive","warehouse":"w1","sku":"apple","quantity":1}"#,
+        "another partition's level is neither read nor reported"
+    );
+    // Even corrupt state of the other partition's entity is never read.
+    let mut foreign = Store::default();
+    foreign
+        .0
+        .insert(stock_key("w1", "apple"), b"garbage".to_vec());
+    assert!(
+        inventory
+            .evaluate(at(elsewhere), &command, &foreign)
+            .is_ok()
+    );
     let routed = inventory
         .evaluate(at(owner), &command, &store)
         .expect("canonical");
