@@ -10,5 +10,6 @@
 
 pub mod canonical_json;
 pub mod envelope;
+pub mod peer;
 pub mod position;
 pub mod records;
