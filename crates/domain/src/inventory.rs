@@ -276,7 +276,7 @@ impl Inventory {
         }
     }
 
-    /// spec: inventory.RejectStockOverflow
+    /// spec: inventory.RejectStockOverflow, inventory.LevelWithinMaximum
     fn overflow_check(&self, level: i64, quantity: i64) -> Option<&'static str> {
         // Subtraction cannot wrap: level and quantity are both within bounds.
         (self.limits.max_stock_level - level < quantity).then_some(rejection::STOCK_OVERFLOW)

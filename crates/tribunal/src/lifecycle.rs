@@ -38,7 +38,10 @@ pub struct HaltRecord {
     pub offset: Option<Offset>,
 }
 
-/// What the broker reports for one partition when recovery starts.
+/// What the broker reports for one partition when recovery starts; the
+/// lifecycle asserts the start is never past the end.
+///
+/// spec: recovery.TargetInsideLog
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogBounds {
     /// Earliest offset the broker still holds.
@@ -144,7 +147,7 @@ impl Lifecycle {
             assert!(applied_offset >= -1, "a watermark is an offset or -1");
             assert!(
                 bounds.log_start_offset <= bounds.log_end_offset,
-                "spec: recovery.TargetInsideLog"
+                "a broker reports a log start at or below its log end"
             );
             self.targets.insert(
                 partition,

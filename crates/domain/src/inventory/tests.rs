@@ -177,7 +177,7 @@ fn quantities_outside_the_range_are_rejected() {
     assert!(store.0.is_empty(), "no rejected command creates a level");
 }
 
-/// covers: inventory.RejectStockOverflow
+/// covers: inventory.RejectStockOverflow, inventory.LevelWithinMaximum
 #[test]
 fn a_level_never_exceeds_the_maximum() {
     let limits = InventoryLimits {

@@ -146,6 +146,14 @@ fn self_divergence_halts_a_recovering_or_ready_instance_for_good() {
     }
 }
 
+/// covers: recovery.TargetInsideLog
+#[test]
+#[should_panic(expected = "log start at or below its log end")]
+fn a_log_start_past_its_end_is_refused() {
+    let mut lifecycle = started();
+    let _ = lifecycle.watermarks_loaded(&[(0, -1, bounds(5, 4))]);
+}
+
 proptest! {
     /// covers: recovery.WatermarkNeverDecreases, recovery.NeverFastForwardFromPeers
     #[test]
