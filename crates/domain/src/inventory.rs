@@ -3,6 +3,8 @@
 //! Every command touches the levels of exactly one sku, and commands are
 //! routed to partitions by sku, so no command ever crosses partitions.
 
+pub mod audit;
+
 use protocol::canonical_json::ObjectWriter;
 
 use crate::{
