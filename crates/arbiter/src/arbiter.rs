@@ -61,7 +61,9 @@ impl<D: Domain> Arbiter<D> {
     /// Panics when the batch breaks what the pipeline guarantees (another
     /// partition's context, 0 or more than `max_batch_records` records,
     /// offsets out of order, a pack above `max_pack_commands`, a fresh
-    /// command naming another slot): that is a bug upstream, not input.
+    /// command naming another slot, a duplicate whose original is not a
+    /// fresh command earlier in the batch): that is a bug upstream, not
+    /// input.
     ///
     /// spec: arbiter.CompleteBatchEvaluation, arbiter.RecordsSealedInOffsetOrder, arbiter.ParallelEqualsSequential, arbiter.GroupingIsUnobservable, arbiter.ReplayEvaluatesIdentically
     pub fn evaluate_batch(
@@ -108,19 +110,16 @@ impl<D: Domain> Arbiter<D> {
         let mut evaluations = evaluations
             .into_iter()
             .map(|evaluation| evaluation.expect("every fresh command was evaluated"));
-        let records = batch
-            .records
-            .iter()
-            .map(|record| {
-                let sealed = self.seal_record(batch.partition, record, &mut evaluations);
-                assert_eq!(
-                    sealed.outputs.len(),
-                    expected_outputs(record),
-                    "every slot of the record is filled"
-                );
-                sealed
-            })
-            .collect();
+        let mut records = Vec::with_capacity(batch.records.len());
+        for record in &batch.records {
+            let sealed = self.seal_record(batch.partition, record, &mut evaluations, &records);
+            assert_eq!(
+                sealed.outputs.len(),
+                expected_outputs(record),
+                "every slot of the record is filled"
+            );
+            records.push(sealed);
+        }
         assert!(
             evaluations.next().is_none(),
             "every evaluation belongs to a slot"
@@ -163,13 +162,28 @@ impl<D: Domain> Arbiter<D> {
                 self.config.max_pack_commands
             );
             for (index, slot) in slots.iter().enumerate() {
-                if let CommandSlot::Fresh(command) = slot {
-                    assert_eq!(
-                        command.position,
-                        slot_position(batch.partition, record, index),
-                        "a fresh command names the slot it sits in"
-                    );
-                    fresh.push(command);
+                match slot {
+                    CommandSlot::Fresh(command) => {
+                        assert_eq!(
+                            command.position,
+                            slot_position(batch.partition, record, index),
+                            "a fresh command names the slot it sits in"
+                        );
+                        fresh.push(command);
+                    }
+                    CommandSlot::DuplicateOf { first_position } => {
+                        // `fresh` holds the commands before this slot, in
+                        // log order.
+                        assert!(
+                            fresh
+                                .binary_search_by_key(first_position, |command| command.position)
+                                .is_ok(),
+                            "the duplicate at {} names {first_position}, which is not a fresh \
+                             command earlier in the same batch",
+                            slot_position(batch.partition, record, index)
+                        );
+                    }
+                    CommandSlot::Answered { .. } => {}
                 }
             }
         }
@@ -232,9 +246,11 @@ impl<D: Domain> Arbiter<D> {
     }
 
     /// Fills every slot of one record (the domain's envelope for a fresh
-    /// command, the Warden's stored bytes for an answered one, the dead
-    /// letter for an undecodable record), stages the accepted commands'
-    /// writes and seals the record with the digest of its outputs.
+    /// command, the Warden's stored bytes for an answered one, the
+    /// original's envelope for a duplicate of a command earlier in the batch
+    /// (sealed in `earlier` or in this record), the dead letter for an
+    /// undecodable record), stages the accepted commands' writes and seals
+    /// the record with the digest of its outputs.
     ///
     /// spec: arbiter.OpenRecordOutputsForBatch, arbiter.WardenAnsweredCommandTakesStoredOutput, arbiter.DuplicateKeepsOriginalEnvelope, arbiter.DeadLetteredRecordGetsDeadLetterOutput, arbiter.StageWritesOfAcceptedCommand, arbiter.WardenAnsweredCommandsNeverEvaluated, arbiter.EvaluatedSlotCarriesEvaluationOutcome, arbiter.DeadLetterSlotsOnlyInUndecodableRecords
     fn seal_record(
@@ -242,6 +258,7 @@ impl<D: Domain> Arbiter<D> {
         partition: Partition,
         record: &RecordInput<D::Command>,
         evaluations: &mut impl Iterator<Item = Evaluation>,
+        earlier: &[SealedRecord],
     ) -> SealedRecord {
         let mut outputs = Vec::with_capacity(expected_outputs(record));
         let mut writes = Vec::new();
@@ -254,6 +271,8 @@ impl<D: Domain> Arbiter<D> {
                 for slot in slots {
                     match slot {
                         CommandSlot::Answered { envelope } => outputs.push(envelope.clone()),
+                        CommandSlot::DuplicateOf { first_position } => outputs
+                            .push(original_envelope(earlier, &responses, *first_position).to_vec()),
                         CommandSlot::Fresh(command) => {
                             let Evaluation {
                                 verdict,
@@ -303,6 +322,27 @@ fn seal(outputs: &mut [Vec<u8>], corrupt_outputs_for_detection_test: bool) -> Re
         }
     }
     record_digest(outputs)
+}
+
+/// The envelope the fresh command at `first_position` was answered with, as
+/// its response holds it: never the fault-injected output bytes, which
+/// exist only once a record is sealed. `current` holds the responses of the
+/// record being filled, so far.
+///
+/// spec: arbiter.DuplicateKeepsOriginalEnvelope
+fn original_envelope<'a>(
+    earlier: &'a [SealedRecord],
+    current: &'a [FreshResponse],
+    first_position: CommandPosition,
+) -> &'a [u8] {
+    let responses = match earlier.binary_search_by_key(&first_position.offset, |r| r.offset) {
+        Ok(record) => &earlier[record].responses,
+        Err(_) => current,
+    };
+    let response = responses
+        .binary_search_by_key(&first_position, |response| response.position)
+        .expect("a duplicate's original is a fresh command earlier in the batch");
+    &responses[response].envelope
 }
 
 /// A record's output count: its command count, or one dead letter.

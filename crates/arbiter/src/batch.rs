@@ -41,6 +41,12 @@ pub enum CommandSlot<C> {
     /// A duplicate (the original's stored envelope) or a reused key (the
     /// `idempotency_key_reused` rejection): copied into the output as is.
     Answered { envelope: Vec<u8> },
+    /// A duplicate of the fresh command at `first_position`, earlier in the
+    /// same batch, whose envelope the Warden does not hold yet (the Warden's
+    /// `DuplicateAwaitingAnswer`): its output is a copy of that command's
+    /// envelope, taken once the batch is evaluated. Not evaluated, no
+    /// response, no write.
+    DuplicateOf { first_position: CommandPosition },
 }
 
 /// A command the domain evaluates.

@@ -221,3 +221,204 @@ fn a_batch_above_max_poll_records_is_a_pipeline_bug() {
 fn an_empty_batch_is_a_pipeline_bug() {
     let _ = support::arbiter(1, 256).evaluate_batch(CONTEXT, &batch_of(0), &Store::default());
 }
+
+/// A record holding fresh commands and duplicates of them (one later in the
+/// same record, one in the next record), and a record of duplicates only.
+fn batch_with_duplicates() -> BatchInput<InventoryCommand> {
+    BatchInput {
+        partition: PARTITION,
+        records: vec![
+            record(
+                5,
+                vec![
+                    SlotSpec::Fresh(receive("a", "y", 5)),
+                    SlotSpec::DuplicateOf(position(5, 0)),
+                    SlotSpec::Fresh(ship("a", "y", 2)),
+                ],
+            ),
+            record(
+                6,
+                vec![
+                    SlotSpec::DuplicateOf(position(5, 2)),
+                    SlotSpec::DuplicateOf(position(5, 0)),
+                    SlotSpec::Fresh(ship("a", "y", 1)),
+                ],
+            ),
+        ],
+    }
+}
+
+/// covers: arbiter.DuplicateKeepsOriginalEnvelope, arbiter.WardenAnsweredCommandTakesStoredOutput, arbiter.WardenAnsweredCommandsNeverEvaluated
+#[test]
+fn a_duplicate_of_a_command_earlier_in_the_batch_copies_its_envelope() {
+    let evaluated = support::arbiter(1, 256)
+        .evaluate_batch(CONTEXT, &batch_with_duplicates(), &Store::default())
+        .expect("evaluates");
+    let [first, second] = &evaluated.records[..] else {
+        panic!("two records sealed");
+    };
+    let received = br#"{"partition":0,"offset":5,"index":0,"key":"key-5-0","verdict":"accepted","result":{"type":"receive","warehouse":"a","sku":"y","quantity":5,"level":5}}"#;
+    let shipped = br#"{"partition":0,"offset":5,"index":2,"key":"key-5-2","verdict":"accepted","result":{"type":"ship","warehouse":"a","sku":"y","quantity":2,"level":3}}"#;
+    assert_eq!(text(&first.outputs[0]), text(received));
+    assert_eq!(text(&first.outputs[1]), text(received));
+    assert_eq!(text(&first.outputs[2]), text(shipped));
+    assert_eq!(text(&second.outputs[0]), text(shipped));
+    assert_eq!(text(&second.outputs[1]), text(received));
+    // The duplicates were not evaluated: the level went 5, 3, 2 (three
+    // commands), not through a second receive or ship.
+    assert_eq!(
+        text(&second.outputs[2]),
+        r#"{"partition":0,"offset":6,"index":2,"key":"key-6-2","verdict":"accepted","result":{"type":"ship","warehouse":"a","sku":"y","quantity":1,"level":2}}"#
+    );
+    assert_eq!(
+        first.digest,
+        record_digest(&[received.to_vec(), received.to_vec(), shipped.to_vec()])
+    );
+    assert_eq!(
+        second.digest,
+        record_digest(&[
+            shipped.to_vec(),
+            received.to_vec(),
+            second.outputs[2].clone()
+        ])
+    );
+    // Only fresh commands have responses and writes.
+    let answered = |sealed: &arbiter::SealedRecord| {
+        sealed
+            .responses
+            .iter()
+            .map(|r| r.position)
+            .collect::<Vec<_>>()
+    };
+    let written = |sealed: &arbiter::SealedRecord| {
+        sealed
+            .writes
+            .iter()
+            .map(|w| (w.position, text(&w.state).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answered(first), vec![position(5, 0), position(5, 2)]);
+    assert_eq!(answered(second), vec![position(6, 2)]);
+    assert_eq!(
+        written(first),
+        vec![(position(5, 0), "5".into()), (position(5, 2), "3".into())]
+    );
+    assert_eq!(written(second), vec![(position(6, 2), "2".into())]);
+}
+
+/// The fault flag corrupts output 0 of each record as it is sealed; a
+/// duplicate copies its original's uncorrupted envelope (and, at index 0,
+/// is corrupted in turn).
+///
+/// covers: arbiter.FaultInjectionCorruptsOutputs, arbiter.DuplicateKeepsOriginalEnvelope
+#[test]
+fn under_fault_injection_a_duplicate_copies_the_uncorrupted_envelope() {
+    let batch = batch_with_duplicates();
+    let honest = support::arbiter(1, 256)
+        .evaluate_batch(CONTEXT, &batch, &Store::default())
+        .expect("evaluates");
+    let faulty = arbiter::Arbiter::new(
+        Inventory::default(),
+        ArbiterConfig {
+            corrupt_outputs_for_detection_test: true,
+            ..ArbiterConfig::default()
+        },
+    )
+    .evaluate_batch(CONTEXT, &batch, &Store::default())
+    .expect("evaluates");
+    let corrupted = |bytes: &[u8]| {
+        let mut bytes = bytes.to_vec();
+        *bytes.last_mut().expect("an envelope is never empty") ^= 1;
+        bytes
+    };
+    let (first, second) = (&faulty.records[0], &faulty.records[1]);
+    let received = &honest.records[0].outputs[0];
+    let shipped = &honest.records[0].outputs[2];
+    assert_eq!(first.outputs[0], corrupted(received));
+    assert_eq!(&first.outputs[1], received, "copied before sealing");
+    assert_eq!(
+        second.outputs[0],
+        corrupted(shipped),
+        "output 0 of its record"
+    );
+    assert_eq!(&second.outputs[1], received, "copied from the response");
+    for (honest, faulty) in honest.records.iter().zip(&faulty.records) {
+        assert_eq!(faulty.responses, honest.responses);
+        assert_eq!(faulty.digest, record_digest(&faulty.outputs));
+    }
+}
+
+fn duplicate_batch(first_position_of_duplicate: (i64, u32)) -> BatchInput<InventoryCommand> {
+    let (offset, index) = first_position_of_duplicate;
+    BatchInput {
+        partition: PARTITION,
+        records: vec![
+            record(
+                1,
+                vec![
+                    SlotSpec::Fresh(receive("a", "y", 5)),
+                    SlotSpec::Answered(b"{\"stored\":1}".to_vec()),
+                    SlotSpec::DuplicateOf(position(offset, index)),
+                    SlotSpec::Fresh(receive("a", "y", 1)),
+                ],
+            ),
+            record(2, vec![SlotSpec::Fresh(receive("a", "y", 1))]),
+        ],
+    }
+}
+
+fn evaluate_duplicate_batch(first_position_of_duplicate: (i64, u32)) {
+    let _ = support::arbiter(1, 256).evaluate_batch(
+        CONTEXT,
+        &duplicate_batch(first_position_of_duplicate),
+        &Store::default(),
+    );
+}
+
+#[test]
+fn a_duplicate_of_the_first_fresh_command_is_well_formed() {
+    let evaluated = support::arbiter(1, 256)
+        .evaluate_batch(CONTEXT, &duplicate_batch((1, 0)), &Store::default())
+        .expect("evaluates");
+    assert_eq!(
+        evaluated.records[0].outputs[2],
+        evaluated.records[0].outputs[0]
+    );
+}
+
+/// covers: arbiter.DuplicateKeepsOriginalEnvelope
+#[test]
+#[should_panic(
+    expected = "the duplicate at 0/1#2 names 0/1#3, which is not a fresh command earlier in the same batch"
+)]
+fn a_duplicate_of_a_later_command_in_its_record_is_a_pipeline_bug() {
+    evaluate_duplicate_batch((1, 3));
+}
+
+/// covers: arbiter.DuplicateKeepsOriginalEnvelope
+#[test]
+#[should_panic(expected = "which is not a fresh command earlier in the same batch")]
+fn a_duplicate_of_a_command_in_a_later_record_is_a_pipeline_bug() {
+    evaluate_duplicate_batch((2, 0));
+}
+
+/// covers: arbiter.DuplicateKeepsOriginalEnvelope
+#[test]
+#[should_panic(expected = "which is not a fresh command earlier in the same batch")]
+fn a_duplicate_of_itself_is_a_pipeline_bug() {
+    evaluate_duplicate_batch((1, 2));
+}
+
+/// covers: arbiter.DuplicateKeepsOriginalEnvelope
+#[test]
+#[should_panic(expected = "which is not a fresh command earlier in the same batch")]
+fn a_duplicate_of_an_answered_command_is_a_pipeline_bug() {
+    evaluate_duplicate_batch((1, 1));
+}
+
+/// covers: arbiter.DuplicateKeepsOriginalEnvelope
+#[test]
+#[should_panic(expected = "which is not a fresh command earlier in the same batch")]
+fn a_duplicate_of_a_command_of_an_earlier_batch_is_a_pipeline_bug() {
+    evaluate_duplicate_batch((0, 0));
+}

@@ -12,8 +12,8 @@ use domain::inventory::Inventory;
 use proptest::prelude::*;
 use protocol::envelope::{EnvelopeVerdict, record_digest};
 use support::{
-    CONTEXT, PARTITION, all_outcomes, arbiter, evaluate_in_batches, evaluate_sequentially,
-    initial_store, inventory_log, outcomes,
+    CONTEXT, PARTITION, Responses, all_outcomes, answer_duplicates, arbiter, evaluate_in_batches,
+    evaluate_sequentially, initial_store, inventory_log, outcomes,
 };
 
 proptest! {
@@ -73,9 +73,16 @@ proptest! {
                 durable.0.insert(write.key.clone(), write.state.clone());
             }
         }
+        // Duplicates of commands up to the checkpoint: the Warden answers
+        // them from its durable entries.
+        let durable_answers: Responses = live_records[..=applied]
+            .iter()
+            .flat_map(|record| &record.responses)
+            .map(|response| (response.position, response.envelope.clone()))
+            .collect();
         let (replayed, replay_store) = evaluate_in_batches(
             &arbiter(replay_workers, 0),
-            &log[applied + 1..],
+            &answer_duplicates(&log[applied + 1..], &durable_answers),
             replay_sizes,
             durable,
         );
@@ -117,6 +124,18 @@ proptest! {
                     for (index, (slot, output)) in slots.iter().zip(&sealed.outputs).enumerate() {
                         match slot {
                             CommandSlot::Answered { envelope } => prop_assert_eq!(output, envelope),
+                            CommandSlot::DuplicateOf { first_position } => {
+                                // Not evaluated: no response, no write; the
+                                // bytes are the original's response.
+                                let original = evaluated
+                                    .records
+                                    .iter()
+                                    .flat_map(|r| &r.responses)
+                                    .find(|r| r.position == *first_position)
+                                    .expect("the original is a fresh command of the batch");
+                                prop_assert!(*first_position < support::position(record.offset, index as u32));
+                                prop_assert_eq!(output, &original.envelope);
+                            }
                             CommandSlot::Fresh(fresh) => {
                                 let response = responses.next().expect("a response per fresh command");
                                 prop_assert_eq!(response.position, fresh.position);

@@ -106,6 +106,9 @@ pub fn record<C>(offset: Offset, slots: Vec<SlotSpec<C>>) -> RecordInput<C> {
             match slot {
                 SlotSpec::Fresh(command) => fresh(offset, index, command),
                 SlotSpec::Answered(envelope) => CommandSlot::Answered { envelope },
+                SlotSpec::DuplicateOf(first_position) => {
+                    CommandSlot::DuplicateOf { first_position }
+                }
             }
         })
         .collect();
@@ -120,6 +123,15 @@ pub fn record<C>(offset: Offset, slots: Vec<SlotSpec<C>>) -> RecordInput<C> {
 pub enum SlotSpec<C> {
     Fresh(C),
     Answered(Vec<u8>),
+    DuplicateOf(CommandPosition),
+}
+
+/// A generated slot: a duplicate names one of the fresh commands before it
+/// in the log, once their positions are known.
+#[derive(Clone, Debug)]
+enum GeneratedSlot {
+    Spec(SlotSpec<InventoryCommand>),
+    DuplicateOfEarlier(prop::sample::Index),
 }
 
 fn inventory_command() -> impl Strategy<Value = InventoryCommand> {
@@ -156,15 +168,17 @@ fn inventory_command() -> impl Strategy<Value = InventoryCommand> {
     ]
 }
 
-fn slot() -> impl Strategy<Value = SlotSpec<InventoryCommand>> {
+fn slot() -> impl Strategy<Value = GeneratedSlot> {
     prop_oneof![
-        6 => inventory_command().prop_map(SlotSpec::Fresh),
-        1 => (0u32..1000).prop_map(|n| SlotSpec::Answered(format!("{{\"stored\":{n}}}").into_bytes())),
+        6 => inventory_command().prop_map(|command| GeneratedSlot::Spec(SlotSpec::Fresh(command))),
+        1 => (0u32..1000).prop_map(|n| GeneratedSlot::Spec(SlotSpec::Answered(format!("{{\"stored\":{n}}}").into_bytes()))),
+        1 => any::<prop::sample::Index>().prop_map(GeneratedSlot::DuplicateOfEarlier),
     ]
 }
 
 /// A log of consecutive records (offsets may skip, as Kafka's may):
-/// packs of fresh and Warden-answered commands, some empty, some dead letters.
+/// packs of fresh, Warden-answered and duplicate commands (of a fresh
+/// command earlier in the log), some empty, some dead letters.
 pub fn inventory_log(
     max_records: usize,
 ) -> impl Strategy<Value = Vec<RecordInput<InventoryCommand>>> {
@@ -178,12 +192,36 @@ pub fn inventory_log(
     )
         .prop_map(|(start, specs)| {
             let mut offset = start;
+            let mut fresh_positions = Vec::new();
             specs
                 .into_iter()
                 .map(|(gap, content)| {
                     offset += gap;
                     match content {
-                        Some(slots) => record(offset, slots),
+                        Some(slots) => {
+                            let slots = slots
+                                .into_iter()
+                                .zip(0u32..)
+                                .map(|(slot, index)| match slot {
+                                    GeneratedSlot::Spec(spec) => {
+                                        if let SlotSpec::Fresh(_) = spec {
+                                            fresh_positions.push(position(offset, index));
+                                        }
+                                        spec
+                                    }
+                                    GeneratedSlot::DuplicateOfEarlier(pick) => {
+                                        if fresh_positions.is_empty() {
+                                            SlotSpec::Answered(b"{\"stored\":0}".to_vec())
+                                        } else {
+                                            SlotSpec::DuplicateOf(
+                                                fresh_positions[pick.index(fresh_positions.len())],
+                                            )
+                                        }
+                                    }
+                                })
+                                .collect();
+                            record(offset, slots)
+                        }
                         None => RecordInput {
                             offset,
                             content: RecordContent::DeadLettered {
@@ -224,6 +262,7 @@ pub fn evaluate_sequentially(
 ) -> (Vec<RecordOutcome>, Store) {
     let inventory = Inventory::default();
     let mut outcomes = Vec::new();
+    let mut envelopes = Responses::new();
     for record in log {
         let outputs: Vec<Vec<u8>> = match &record.content {
             RecordContent::DeadLettered { reason } => {
@@ -233,6 +272,9 @@ pub fn evaluate_sequentially(
                 .iter()
                 .map(|slot| match slot {
                     CommandSlot::Answered { envelope } => envelope.clone(),
+                    CommandSlot::DuplicateOf { first_position } => {
+                        envelopes[first_position].clone()
+                    }
                     CommandSlot::Fresh(fresh) => {
                         let outcome = inventory
                             .evaluate(CONTEXT, &fresh.command, &store)
@@ -244,13 +286,15 @@ pub fn evaluate_sequentially(
                         for write in outcome.writes {
                             store.0.insert(write.key, write.state);
                         }
-                        encode_envelope(
+                        let envelope = encode_envelope(
                             fresh.position,
                             Some(&fresh.idempotency_key),
                             verdict,
                             reason,
                             &outcome.body,
-                        )
+                        );
+                        envelopes.insert(fresh.position, envelope.clone());
+                        envelope
                     }
                 })
                 .collect(),
@@ -264,8 +308,46 @@ pub fn evaluate_sequentially(
     (outcomes, store)
 }
 
+/// The envelopes fresh commands were answered with, as the Warden stores
+/// them.
+pub type Responses = BTreeMap<CommandPosition, Vec<u8>>;
+
+pub fn responses(batches: &[EvaluatedBatch]) -> Responses {
+    batches
+        .iter()
+        .flat_map(|batch| &batch.records)
+        .flat_map(|record| &record.responses)
+        .map(|response| (response.position, response.envelope.clone()))
+        .collect()
+}
+
+/// What the Warden makes of a duplicate once its original is answered (in
+/// an earlier batch): a slot answered with the stored envelope.
+pub fn answer_duplicates(
+    records: &[RecordInput<InventoryCommand>],
+    answered: &Responses,
+) -> Vec<RecordInput<InventoryCommand>> {
+    let mut records = records.to_vec();
+    for record in &mut records {
+        let RecordContent::Commands(slots) = &mut record.content else {
+            continue;
+        };
+        for slot in slots {
+            if let CommandSlot::DuplicateOf { first_position } = slot {
+                if let Some(envelope) = answered.get(first_position) {
+                    *slot = CommandSlot::Answered {
+                        envelope: envelope.clone(),
+                    };
+                }
+            }
+        }
+    }
+    records
+}
+
 /// Evaluates `log` in batches cut after the given record counts, as the
-/// pipeline does: each batch sees the writes of the batches before it.
+/// pipeline does: each batch sees the writes of the batches before it, and
+/// a duplicate of a command of an earlier batch is answered by the Warden.
 pub fn evaluate_in_batches(
     arbiter: &Arbiter<Inventory>,
     log: &[RecordInput<InventoryCommand>],
@@ -273,6 +355,7 @@ pub fn evaluate_in_batches(
     mut store: Store,
 ) -> (Vec<EvaluatedBatch>, Store) {
     let mut batches = Vec::new();
+    let mut answered = Responses::new();
     let mut rest = log;
     let mut sizes = batch_sizes.into_iter();
     while !rest.is_empty() {
@@ -281,12 +364,13 @@ pub fn evaluate_in_batches(
         rest = tail;
         let input = BatchInput {
             partition: PARTITION,
-            records: head.to_vec(),
+            records: answer_duplicates(head, &answered),
         };
         let evaluated = arbiter
             .evaluate_batch(CONTEXT, &input, &store)
             .expect("the inventory domain keeps its contract");
         store.apply(&evaluated);
+        answered.extend(responses(std::slice::from_ref(&evaluated)));
         batches.push(evaluated);
     }
     (batches, store)
