@@ -103,6 +103,7 @@ pub enum ConfigError {
 }
 
 impl ClerkConfig {
+    /// spec: core.RequiredCopiesWithinCluster
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_INSTANCES).contains(&self.instance_count) {
             return Err(ConfigError::InstanceCount(self.instance_count));
@@ -220,6 +221,7 @@ mod tests {
         assert!(config.copies_per_frame() > 20_000);
     }
 
+    /// covers: core.RequiredCopiesWithinCluster
     #[test]
     fn impossible_clusters_are_refused() {
         let with = |edit: fn(&mut ClerkConfig)| {

@@ -137,7 +137,7 @@ impl<C> Delivery<C> {
 /// the domain's `decode_command` and `validate`); the first failure is the
 /// record's dead letter.
 ///
-/// spec: usher.DecodePack, usher.DeadLetterUndecodableRecord, usher.DeadLetterInvalidCommand, usher.DecodedRecordsHoldCommands
+/// spec: usher.DecodePack, usher.DeadLetterUndecodableRecord, usher.DeadLetterInvalidCommand, usher.DecodedRecordsHoldCommands, core.PackSizeBounded
 pub fn decode_record<D: Domain>(
     domain: &D,
     limits: &DecodeLimits,

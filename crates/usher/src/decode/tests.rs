@@ -201,7 +201,7 @@ fn a_pack_without_commands_is_empty() {
     );
 }
 
-/// covers: usher.DeadLetterUndecodableRecord, usher.DecodedRecordsHoldCommands
+/// covers: usher.DeadLetterUndecodableRecord, usher.DecodedRecordsHoldCommands, core.PackSizeBounded
 #[test]
 fn a_pack_holds_at_most_max_pack_commands() {
     let limits = DecodeLimits::default();
