@@ -21,7 +21,7 @@ use crate::agreement::{
 };
 use crate::backoff::retry_after_close;
 use crate::config::{ClerkConfig, ConfigError, InstanceId, InstanceSet, InstanceStatus, Millis};
-use crate::effect::{AlarmKind, Effect, LinkId, PublishOrder, SuspicionReason};
+use crate::effect::{AlarmKind, Effect, HandshakeRejection, LinkId, PublishOrder, SuspicionReason};
 use crate::link::{LinkDirection, LinkStatus, LinkView, PeerDialer, PeerLink, PeerView};
 
 /// A publication this instance will write once due (`clerk.ScheduledPublication`).
@@ -78,6 +78,7 @@ pub enum OutcomeIntake {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClerkCounters {
     pub frames_rejected: BTreeMap<RejectionReason, u64>,
+    pub handshakes_rejected: BTreeMap<HandshakeRejection, u64>,
     pub peers_suspected: BTreeMap<SuspicionReason, u64>,
     pub copies_for_unknown_partitions: u64,
     pub outcomes_for_unknown_partitions: u64,
@@ -411,11 +412,23 @@ impl Clerk {
     // ---------------------------------------------------------------
 
     /// A peer connected to this instance; `nonce` is fresh randomness from
-    /// the shell. `None`: refuse the connection (halted).
+    /// the shell. `None`: refuse the connection (halted, or too many
+    /// inbound links still connecting).
     ///
-    /// spec: clerk.AcceptorIssuesChallenge
+    /// spec: clerk.AcceptorIssuesChallenge, clerk.ExcessHalfOpenLinkRefused
     pub fn inbound_accepted(&mut self, nonce: Nonce, now: Millis) -> Option<LinkId> {
         if self.status == InstanceStatus::Halted {
+            return None;
+        }
+        let half_open = self
+            .links
+            .values()
+            .filter(|link| {
+                link.direction == LinkDirection::Inbound && link.status == LinkStatus::Connecting
+            })
+            .count();
+        if half_open >= self.config.max_inbound_connecting as usize {
+            self.count_handshake_rejection(None, None, HandshakeRejection::TooManyHalfOpen);
             return None;
         }
         let link = self.open_link(LinkDirection::Inbound, None, Some(nonce), now);
@@ -657,6 +670,17 @@ impl Clerk {
         self.effects
             .push(Effect::FrameRejected { link, peer, reason });
         self.close_link(link, now);
+    }
+
+    fn count_handshake_rejection(
+        &mut self,
+        link: Option<LinkId>,
+        peer: Option<InstanceId>,
+        reason: HandshakeRejection,
+    ) {
+        *self.counters.handshakes_rejected.entry(reason).or_default() += 1;
+        self.effects
+            .push(Effect::HandshakeRejected { link, peer, reason });
     }
 
     /// Closing drops the link with its queue count and owed copies; an
@@ -1012,6 +1036,7 @@ impl Clerk {
     /// the last step.
     pub fn step(&mut self, now: Millis) -> Vec<Effect> {
         self.lapse_liveness(now);
+        self.time_out_handshakes(now);
         self.dial(now);
         self.pack_copies(now);
         self.send_heartbeats(now);
@@ -1027,6 +1052,26 @@ impl Clerk {
             .values_mut()
             .filter(|view| view.live && view.last_authenticated_at.saturating_add(timeout) <= now)
             .for_each(|view| view.live = false);
+    }
+
+    /// Runs before dialling so a timed-out outbound link backs off first.
+    ///
+    /// spec: clerk.HandshakeTimesOut
+    fn time_out_handshakes(&mut self, now: Millis) {
+        let timeout = self.config.handshake_timeout;
+        let expired: Vec<(LinkId, Option<InstanceId>)> = self
+            .links
+            .iter()
+            .filter(|(_, link)| {
+                link.status == LinkStatus::Connecting
+                    && link.opened_at.saturating_add(timeout) <= now
+            })
+            .map(|(&id, link)| (id, link.peer_id))
+            .collect();
+        for (link, peer) in expired {
+            self.count_handshake_rejection(Some(link), peer, HandshakeRejection::Timeout);
+            self.close_link(link, now);
+        }
     }
 
     /// The state half of `clerk.DialerConnects`; the shell connects.
@@ -1054,6 +1099,12 @@ impl Clerk {
     fn pack_copies(&mut self, now: Millis) {
         let per_frame = self.config.copies_per_frame();
         let max_queued = self.config.max_peer_queue_frames;
+        let mut sender = FrameSender {
+            authenticator: &self.authenticator,
+            own_id: self.config.instance_id,
+            counters: &mut self.counters,
+            effects: &mut self.effects,
+        };
         for (&link, state) in self.links.iter_mut() {
             if !state.is_established_outbound() {
                 continue;
@@ -1075,17 +1126,8 @@ impl Clerk {
                         digest,
                     });
                 }
-                self.counters.copies_sent += batch.len() as u64;
-                let body = FrameBody::Copies(batch);
-                let bytes = seal_next(
-                    &self.authenticator,
-                    self.config.instance_id,
-                    state,
-                    &body,
-                    now,
-                );
-                self.counters.frames_sent += 1;
-                self.effects.push(Effect::SendFrame { link, bytes });
+                sender.counters.copies_sent += batch.len() as u64;
+                sender.send(link, state, &FrameBody::Copies(batch), now);
             }
         }
     }
@@ -1101,6 +1143,12 @@ impl Clerk {
             .iter()
             .map(AgreementTable::applied_offset)
             .collect();
+        let mut sender = FrameSender {
+            authenticator: &self.authenticator,
+            own_id: self.config.instance_id,
+            counters: &mut self.counters,
+            effects: &mut self.effects,
+        };
         for (&link, state) in self.links.iter_mut() {
             let due = state.is_established_outbound()
                 && state.last_sent_at.saturating_add(interval) <= now
@@ -1112,15 +1160,7 @@ impl Clerk {
                 status: PeerStatus::Ready as i32,
                 applied_offsets: applied_offsets.clone(),
             });
-            let bytes = seal_next(
-                &self.authenticator,
-                self.config.instance_id,
-                state,
-                &body,
-                now,
-            );
-            self.counters.frames_sent += 1;
-            self.effects.push(Effect::SendFrame { link, bytes });
+            sender.send(link, state, &body, now);
         }
     }
 
@@ -1243,29 +1283,36 @@ impl Clerk {
     }
 }
 
-/// Seals `body` as the link's next frame and counts it in the link's queue.
-fn seal_next(
-    authenticator: &FrameAuthenticator,
+/// The Clerk's parts that sending a frame touches, borrowed apart from its
+/// links so a loop over the links can send.
+struct FrameSender<'a> {
+    authenticator: &'a FrameAuthenticator,
     own_id: InstanceId,
-    link: &mut PeerLink,
-    body: &FrameBody,
-    now: Millis,
-) -> Vec<u8> {
-    let frame = authenticator.seal(
-        FrameHeader {
-            sender_id: own_id,
-            receiver_id: link.peer_id.expect("outbound links know their peer"),
-            session_nonce: link.session_nonce.expect("established links have a nonce"),
-            sequence: link.next_send_sequence,
-        },
-        body,
-    );
-    link.next_send_sequence += 1;
-    link.queued_frames += 1;
-    link.last_sent_at = now;
-    let mut bytes = Vec::new();
-    encode_length_prefixed(&frame, &mut bytes);
-    bytes
+    counters: &'a mut ClerkCounters,
+    effects: &'a mut Vec<Effect>,
+}
+
+impl FrameSender<'_> {
+    /// Seals `body` as the link's next frame, counts it in the link's queue
+    /// and asks the shell to write it.
+    fn send(&mut self, id: LinkId, link: &mut PeerLink, body: &FrameBody, now: Millis) {
+        let frame = self.authenticator.seal(
+            FrameHeader {
+                sender_id: self.own_id,
+                receiver_id: link.peer_id.expect("outbound links know their peer"),
+                session_nonce: link.session_nonce.expect("established links have a nonce"),
+                sequence: link.next_send_sequence,
+            },
+            body,
+        );
+        link.next_send_sequence += 1;
+        link.queued_frames += 1;
+        link.last_sent_at = now;
+        let mut bytes = Vec::new();
+        encode_length_prefixed(&frame, &mut bytes);
+        self.counters.frames_sent += 1;
+        self.effects.push(Effect::SendFrame { link: id, bytes });
+    }
 }
 
 /// Why a Clerk could not be built.

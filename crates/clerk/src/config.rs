@@ -56,6 +56,10 @@ pub struct ClerkConfig {
     pub reconnect_max_backoff: Millis,
     pub stable_link_duration: Millis,
     pub published_slot_retention: Millis,
+    /// A link still connecting this long after it was opened is closed.
+    pub handshake_timeout: Millis,
+    /// Inbound links accepted beyond this many still connecting are refused.
+    pub max_inbound_connecting: u32,
 }
 
 impl Default for ClerkConfig {
@@ -79,6 +83,8 @@ impl Default for ClerkConfig {
             reconnect_max_backoff: 5_000,
             stable_link_duration: 5_000,
             published_slot_retention: peer_liveness_timeout,
+            handshake_timeout: 2_000,
+            max_inbound_connecting: 16,
         }
     }
 }
@@ -135,6 +141,11 @@ impl ClerkConfig {
             ("peer_liveness_timeout", self.peer_liveness_timeout),
             ("heartbeat_interval", self.heartbeat_interval),
             ("reconnect_initial_backoff", self.reconnect_initial_backoff),
+            ("handshake_timeout", self.handshake_timeout),
+            (
+                "max_inbound_connecting",
+                u64::from(self.max_inbound_connecting),
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::NotPositive(name));

@@ -29,6 +29,27 @@ impl SuspicionReason {
     }
 }
 
+/// Why a connection was dropped before its handshake completed; the shell
+/// counts it under `tribunal_clerk_frames_rejected_total{reason}` with
+/// [`HandshakeRejection::as_str`] as the reason, like a rejected frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HandshakeRejection {
+    /// Still connecting `handshake_timeout` after it was opened.
+    Timeout,
+    /// Accepted while `max_inbound_connecting` inbound links were still
+    /// connecting.
+    TooManyHalfOpen,
+}
+
+impl HandshakeRejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "handshake_timeout",
+            Self::TooManyHalfOpen => "too_many_half_open",
+        }
+    }
+}
+
 /// `clerk.AlarmKind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AlarmKind {
@@ -81,6 +102,14 @@ pub enum Effect {
         link: LinkId,
         peer: Option<InstanceId>,
         reason: RejectionReason,
+    },
+    /// Count `tribunal_clerk_frames_rejected_total{reason}` and log. `link`
+    /// is `None` for an inbound connection refused before it became a link
+    /// (`Clerk::inbound_accepted` returned `None`); the shell drops it.
+    HandshakeRejected {
+        link: Option<LinkId>,
+        peer: Option<InstanceId>,
+        reason: HandshakeRejection,
     },
     /// Log, count `tribunal_clerk_peers_suspected_total{reason}`.
     PeerSuspected {

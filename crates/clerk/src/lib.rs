@@ -32,5 +32,7 @@ pub use crate::clerk::{
 pub use crate::config::{
     ClerkConfig, ConfigError, InstanceId, InstanceSet, InstanceStatus, Millis,
 };
-pub use crate::effect::{AlarmKind, Effect, LinkId, PublishOrder, SuspicionReason};
+pub use crate::effect::{
+    AlarmKind, Effect, HandshakeRejection, LinkId, PublishOrder, SuspicionReason,
+};
 pub use crate::link::{LinkDirection, LinkStatus, LinkView, PeerDialer, PeerView};

@@ -36,6 +36,7 @@ pub(crate) struct PeerLink {
     pub(crate) last_recv_sequence: u64,
     pub(crate) queued_frames: u32,
     pub(crate) last_sent_at: Millis,
+    pub(crate) opened_at: Millis,
     pub(crate) established_at: Option<Millis>,
     /// Own copies still to pack into frames, in (partition, offset) order.
     pub(crate) owed: BTreeSet<(Partition, Offset)>,
@@ -59,6 +60,7 @@ impl PeerLink {
             last_recv_sequence: 0,
             queued_frames: 0,
             last_sent_at: now,
+            opened_at: now,
             established_at: None,
             owed: BTreeSet::new(),
             decoder: LengthPrefixedDecoder::new(max_frame_bytes),

@@ -3,7 +3,9 @@
 
 mod support;
 
-use clerk::{ClerkConfig, Effect, InstanceStatus, LinkDirection, LinkStatus, SlotStatus};
+use clerk::{
+    ClerkConfig, Effect, HandshakeRejection, InstanceStatus, LinkDirection, LinkStatus, SlotStatus,
+};
 use prost::Message;
 use protocol::peer::{
     Challenge, FrameAuthenticator, FrameBody, FrameHeader, Hello, PROTOCOL_VERSION, RejectionReason,
@@ -11,13 +13,11 @@ use protocol::peer::{
 use support::*;
 
 fn rejections(effects: &[Effect]) -> Vec<RejectionReason> {
-    effects
-        .iter()
-        .filter_map(|effect| match effect {
-            Effect::FrameRejected { reason, .. } => Some(*reason),
-            _ => None,
-        })
-        .collect()
+    let frame = |effect: &Effect| match effect {
+        Effect::FrameRejected { reason, .. } => Some(*reason),
+        _ => None,
+    };
+    effects.iter().filter_map(frame).collect()
 }
 
 /// covers: clerk.ClerkInitialisedAtProcessStart
@@ -509,4 +509,106 @@ fn halting_closes_every_link_withdraws_schedules_and_stops_dialling() {
             .all(|effect| matches!(effect, Effect::CloseLink { .. }))
     );
     assert_eq!(effects.len(), 6, "three outbound and three inbound links");
+}
+
+/// covers: clerk.HandshakeTimesOut
+#[test]
+fn a_silent_inbound_link_is_closed_at_the_handshake_timeout_and_not_before() {
+    let mut clerk = clerk(config(2), InstanceStatus::Ready);
+    let timeout = clerk.config().handshake_timeout;
+    let link = clerk.inbound_accepted(nonce(1), 100).expect("accepting");
+    let before = clerk.step(100 + timeout - 1);
+    assert!(clerk.counters().handshakes_rejected.is_empty());
+    assert!(!before.contains(&Effect::CloseLink { link }));
+    assert_eq!(
+        clerk.link(link).map(|view| view.status),
+        Some(LinkStatus::Connecting)
+    );
+
+    let at = clerk.step(100 + timeout);
+    assert!(at.contains(&Effect::HandshakeRejected {
+        link: Some(link),
+        peer: None,
+        reason: HandshakeRejection::Timeout,
+    }));
+    assert!(at.contains(&Effect::CloseLink { link }));
+    assert!(clerk.link(link).is_none());
+    assert_eq!(
+        clerk.counters().handshakes_rejected[&HandshakeRejection::Timeout],
+        1
+    );
+}
+
+/// covers: clerk.HandshakeTimesOut
+#[test]
+fn a_stalled_outbound_link_times_out_and_its_dialer_backs_off() {
+    let mut clerk = clerk(config(2), InstanceStatus::Ready);
+    let timeout = clerk.config().handshake_timeout;
+    clerk.step(0);
+    let dialled = clerk.dialer(0).expect("dialer").link.expect("dialling");
+    let effects = clerk.step(timeout);
+    assert!(effects.contains(&Effect::HandshakeRejected {
+        link: Some(dialled),
+        peer: Some(0),
+        reason: HandshakeRejection::Timeout,
+    }));
+    assert!(clerk.link(dialled).is_none());
+    let dialer = clerk.dialer(0).expect("dialer");
+    assert!(
+        dialer.next_attempt_at > timeout,
+        "backs off, no instant redial"
+    );
+    assert_ne!(dialer.link, Some(dialled));
+}
+
+/// covers: clerk.HandshakeTimesOut
+#[test]
+fn established_links_outlive_the_handshake_timeout() {
+    let mut clerk = clerk(config(2), InstanceStatus::Ready);
+    let timeout = clerk.config().handshake_timeout;
+    let peer = FakePeer::connect(&mut clerk, 1, 1, 0);
+    let (outbound, _, _) = establish_outbound(&mut clerk, 0, 7, 0);
+    let effects = clerk.step(timeout * 3);
+    for link in [peer.link, outbound] {
+        assert!(!effects.iter().any(|effect| matches!(
+            effect,
+            Effect::HandshakeRejected { link: Some(on), .. } | Effect::CloseLink { link: on }
+                if *on == link
+        )));
+        assert_eq!(
+            clerk.link(link).map(|view| view.status),
+            Some(LinkStatus::Established)
+        );
+    }
+}
+
+/// covers: clerk.ExcessHalfOpenLinkRefused
+#[test]
+fn the_inbound_link_beyond_max_inbound_connecting_is_refused() {
+    let mut clerk = clerk(config(2), InstanceStatus::Ready);
+    let bound = clerk.config().max_inbound_connecting;
+    assert_eq!(bound, 16);
+    // An established inbound link does not count as half-open.
+    FakePeer::connect(&mut clerk, 1, 100, 0);
+    let half_open: Vec<_> = (0..u64::from(bound))
+        .map(|n| {
+            clerk
+                .inbound_accepted(nonce(n), 0)
+                .expect("within the bound")
+        })
+        .collect();
+    clerk.step(0);
+    assert_eq!(clerk.inbound_accepted(nonce(99), 0), None);
+    assert!(clerk.step(0).contains(&Effect::HandshakeRejected {
+        link: None,
+        peer: None,
+        reason: HandshakeRejection::TooManyHalfOpen,
+    }));
+    assert_eq!(
+        clerk.counters().handshakes_rejected[&HandshakeRejection::TooManyHalfOpen],
+        1
+    );
+    // Once one half-open link closes, another is accepted.
+    clerk.link_io_failed(half_open[0], 1);
+    assert!(clerk.inbound_accepted(nonce(98), 1).is_some());
 }
