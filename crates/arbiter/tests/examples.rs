@@ -3,25 +3,9 @@
 mod support;
 
 use arbiter::{ArbiterConfig, BatchInput, RecordContent, RecordInput, StagedWrite};
-use domain::inventory::{Inventory, InventoryCommand, stock_key};
+use domain::inventory::{Inventory, InventoryCommand, receive, ship, stock_key};
 use protocol::envelope::record_digest;
 use support::{CONTEXT, PARTITION, SlotSpec, Store, position, record};
-
-fn receive(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Receive {
-        warehouse: warehouse.into(),
-        sku: sku.into(),
-        quantity,
-    }
-}
-
-fn ship(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Ship {
-        warehouse: warehouse.into(),
-        sku: sku.into(),
-        quantity,
-    }
-}
 
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).expect("envelopes are UTF-8")

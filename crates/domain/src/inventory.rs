@@ -75,6 +75,34 @@ impl InventoryCommand {
     }
 }
 
+/// Builds a receive command.
+pub fn receive(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
+    InventoryCommand::Receive {
+        warehouse: warehouse.into(),
+        sku: sku.into(),
+        quantity,
+    }
+}
+
+/// Builds a ship command.
+pub fn ship(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
+    InventoryCommand::Ship {
+        warehouse: warehouse.into(),
+        sku: sku.into(),
+        quantity,
+    }
+}
+
+/// Builds a transfer command.
+pub fn transfer(from: &str, to: &str, sku: &str, quantity: i64) -> InventoryCommand {
+    InventoryCommand::Transfer {
+        from: from.into(),
+        to: to.into(),
+        sku: sku.into(),
+        quantity,
+    }
+}
+
 /// Rejection tokens, checked in this order (the first failing check names
 /// the rejection, so every instance gives the same reason).
 pub mod rejection {

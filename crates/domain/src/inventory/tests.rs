@@ -31,31 +31,6 @@ const SINGLE: EvaluationContext = EvaluationContext {
     partitions: 1,
 };
 
-fn receive(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Receive {
-        warehouse: warehouse.into(),
-        sku: sku.into(),
-        quantity,
-    }
-}
-
-fn ship(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Ship {
-        warehouse: warehouse.into(),
-        sku: sku.into(),
-        quantity,
-    }
-}
-
-fn transfer(from: &str, to: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Transfer {
-        from: from.into(),
-        to: to.into(),
-        sku: sku.into(),
-        quantity,
-    }
-}
-
 fn run(store: &mut Store, command: &InventoryCommand) -> DomainOutcome {
     let outcome = Inventory::default()
         .evaluate(SINGLE, command, store)

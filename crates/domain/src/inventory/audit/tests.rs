@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::inventory::{Inventory, stock_key};
+use crate::inventory::{Inventory, receive, ship, stock_key, transfer};
 use crate::{Domain, DomainOutcome, EntityKey, EntityStates, EvaluationContext, Verdict};
 
 fn at(partition: u32, offset: i64) -> CommandPosition {
@@ -11,31 +11,6 @@ fn at(partition: u32, offset: i64) -> CommandPosition {
         partition,
         offset,
         index: 0,
-    }
-}
-
-fn receive(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Receive {
-        warehouse: warehouse.into(),
-        sku: sku.into(),
-        quantity,
-    }
-}
-
-fn ship(warehouse: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Ship {
-        warehouse: warehouse.into(),
-        sku: sku.into(),
-        quantity,
-    }
-}
-
-fn transfer(from: &str, to: &str, sku: &str, quantity: i64) -> InventoryCommand {
-    InventoryCommand::Transfer {
-        from: from.into(),
-        to: to.into(),
-        sku: sku.into(),
-        quantity,
     }
 }
 
