@@ -134,7 +134,7 @@ impl Lifecycle {
     /// begins, the catch-up targets are fixed, and each partition either
     /// replays from its watermark + 1 or halts the instance.
     ///
-    /// spec: recovery.RecoveryBeginsWhenWatermarksLoaded, recovery.CatchUpTargetFixedOnEnteringRecovery, recovery.ReplayResumesAfterWatermark, recovery.WipedInstanceRebuildsFromOffsetZero, recovery.TruncatedInputHaltsRecovery, recovery.RewoundInputHaltsRecovery, recovery.RecoveryStartsInsideRetainedLog, recovery.NeverFastForwardFromPeers
+    /// spec: core.WatermarkLowerBound, recovery.RecoveryBeginsWhenWatermarksLoaded, recovery.CatchUpTargetFixedOnEnteringRecovery, recovery.ReplayResumesAfterWatermark, recovery.WipedInstanceRebuildsFromOffsetZero, recovery.TruncatedInputHaltsRecovery, recovery.RewoundInputHaltsRecovery, recovery.RecoveryStartsInsideRetainedLog, recovery.NeverFastForwardFromPeers
     pub fn watermarks_loaded(
         &mut self,
         partitions: &[(Partition, Offset, LogBounds)],

@@ -154,6 +154,14 @@ fn a_log_start_past_its_end_is_refused() {
     let _ = lifecycle.watermarks_loaded(&[(0, -1, bounds(5, 4))]);
 }
 
+/// covers: core.WatermarkLowerBound
+#[test]
+#[should_panic(expected = "a watermark is an offset or -1")]
+fn a_watermark_below_minus_one_is_refused() {
+    let mut lifecycle = started();
+    let _ = lifecycle.watermarks_loaded(&[(0, -2, bounds(0, 4))]);
+}
+
 proptest! {
     /// covers: recovery.WatermarkNeverDecreases, recovery.NeverFastForwardFromPeers
     #[test]
