@@ -229,34 +229,20 @@ impl Domain for Inventory {
         }
         match command {
             InventoryCommand::Receive { warehouse, sku, .. } => {
-                let level = read_level(entities, &stock_key(warehouse, sku))?;
-                let verdict = self
+                let key = stock_key(warehouse, sku);
+                let level = read_level(entities, &key)?;
+                let rejection = self
                     .static_check(context, command)
                     .or_else(|| self.overflow_check(level, quantity));
-                Ok(single_level_outcome(
-                    "receive",
-                    warehouse,
-                    sku,
-                    quantity,
-                    level,
-                    verdict,
-                    |l| l + quantity,
-                ))
+                Ok(receive_outcome(command, key, level, rejection))
             }
             InventoryCommand::Ship { warehouse, sku, .. } => {
-                let level = read_level(entities, &stock_key(warehouse, sku))?;
-                let verdict = self
+                let key = stock_key(warehouse, sku);
+                let level = read_level(entities, &key)?;
+                let rejection = self
                     .static_check(context, command)
                     .or_else(|| shortage_check(level, quantity));
-                Ok(single_level_outcome(
-                    "ship",
-                    warehouse,
-                    sku,
-                    quantity,
-                    level,
-                    verdict,
-                    |l| l - quantity,
-                ))
+                Ok(ship_outcome(command, key, level, rejection))
             }
             InventoryCommand::Transfer { from, to, sku, .. } => {
                 let from_key = stock_key(from, sku);
@@ -273,7 +259,7 @@ impl Domain for Inventory {
                     from_level,
                     to_level,
                 };
-                Ok(transfer_outcome(from, to, sku, quantity, levels, rejection))
+                Ok(transfer_outcome(command, levels, rejection))
             }
         }
     }
@@ -319,7 +305,166 @@ impl Inventory {
 ///
 /// spec: inventory.RejectMisroutedCommand
 fn misrouted_outcome(command: &InventoryCommand) -> DomainOutcome {
-    let mut body = Vec::with_capacity(96);
+    outcome(
+        command,
+        Verdict::Rejected(rejection::MISROUTED),
+        Vec::new(),
+        &[],
+    )
+}
+
+/// spec: inventory.RejectInsufficientStock, inventory.NoNegativeStock
+fn shortage_check(level: i64, quantity: i64) -> Option<&'static str> {
+    (level < quantity).then_some(rejection::INSUFFICIENT_STOCK)
+}
+
+/// A level's state is its quantity in shortest decimal ASCII; an absent
+/// level is zero.
+///
+/// spec: inventory.LevelStateIsDecimal
+fn read_level(entities: &dyn EntityStates, key: &EntityKey) -> Result<i64, CorruptState> {
+    let Some(bytes) = entities.state(key) else {
+        return Ok(0);
+    };
+    let corrupt = |detail: String| CorruptState {
+        key: key.clone(),
+        detail,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|error| corrupt(error.to_string()))?;
+    // Canonical means shortest decimal: digits only, no sign, no leading zero.
+    let canonical = text == "0"
+        || (text.bytes().all(|byte| byte.is_ascii_digit())
+            && !text.starts_with('0')
+            && !text.is_empty());
+    if !canonical {
+        return Err(corrupt(format!("not a canonical level: {text:?}")));
+    }
+    text.parse()
+        .map_err(|_| corrupt(format!("not a level: {text:?}")))
+}
+
+fn level_write(key: EntityKey, level: i64) -> EntityWrite {
+    assert!(
+        level >= 0,
+        "the shortage check keeps every level non-negative"
+    );
+    EntityWrite {
+        key,
+        state: level.to_string().into_bytes(),
+    }
+}
+
+/// spec: inventory.ReceiveAddsStock
+fn receive_outcome(
+    command: &InventoryCommand,
+    key: EntityKey,
+    level: i64,
+    rejection: Option<&'static str>,
+) -> DomainOutcome {
+    single_level_outcome(command, key, level, rejection, |level| {
+        level + command.quantity()
+    })
+}
+
+/// spec: inventory.ShipRemovesStock
+fn ship_outcome(
+    command: &InventoryCommand,
+    key: EntityKey,
+    level: i64,
+    rejection: Option<&'static str>,
+) -> DomainOutcome {
+    single_level_outcome(command, key, level, rejection, |level| {
+        level - command.quantity()
+    })
+}
+
+/// The level is reported after the command when accepted, as it stood when
+/// rejected. `apply` runs only once every check passed, so it never sees an
+/// out-of-range quantity.
+fn single_level_outcome(
+    command: &InventoryCommand,
+    key: EntityKey,
+    level: i64,
+    rejection: Option<&'static str>,
+    apply: impl FnOnce(i64) -> i64,
+) -> DomainOutcome {
+    match rejection {
+        Some(reason) => outcome(
+            command,
+            Verdict::Rejected(reason),
+            Vec::new(),
+            &[("level", level)],
+        ),
+        None => {
+            let applied = apply(level);
+            let write = level_write(key, applied);
+            outcome(
+                command,
+                Verdict::Accepted,
+                vec![write],
+                &[("level", applied)],
+            )
+        }
+    }
+}
+
+/// The two levels a transfer reads, before it is applied.
+struct TransferLevels {
+    from_key: EntityKey,
+    to_key: EntityKey,
+    from_level: i64,
+    to_level: i64,
+}
+
+/// Both levels change in the one outcome, or neither does, and by the same
+/// quantity: a transfer never changes a sku's total.
+///
+/// spec: inventory.TransferMovesStock, inventory.StockConservedPerSku
+fn transfer_outcome(
+    command: &InventoryCommand,
+    levels: TransferLevels,
+    rejection: Option<&'static str>,
+) -> DomainOutcome {
+    let TransferLevels {
+        from_key,
+        to_key,
+        from_level,
+        to_level,
+    } = levels;
+    match rejection {
+        Some(reason) => outcome(
+            command,
+            Verdict::Rejected(reason),
+            Vec::new(),
+            &[("from_level", from_level), ("to_level", to_level)],
+        ),
+        None => {
+            let quantity = command.quantity();
+            let (from_after, to_after) = (from_level - quantity, to_level + quantity);
+            let writes = vec![
+                level_write(from_key, from_after),
+                level_write(to_key, to_after),
+            ];
+            outcome(
+                command,
+                Verdict::Accepted,
+                writes,
+                &[("from_level", from_after), ("to_level", to_after)],
+            )
+        }
+    }
+}
+
+/// The canonical body: the command's own fields, then the levels it reports.
+///
+/// spec: inventory.ResultBodyIsCanonicalJson
+fn outcome(
+    command: &InventoryCommand,
+    verdict: Verdict,
+    writes: Vec<EntityWrite>,
+    levels: &[(&str, i64)],
+) -> DomainOutcome {
+    let mut body = Vec::with_capacity(128);
     let mut object = ObjectWriter::new(&mut body);
     match command {
         InventoryCommand::Receive {
@@ -357,139 +502,9 @@ fn misrouted_outcome(command: &InventoryCommand) -> DomainOutcome {
                 .integer("quantity", *quantity);
         }
     }
-    object.finish();
-    DomainOutcome {
-        verdict: Verdict::Rejected(rejection::MISROUTED),
-        writes: Vec::new(),
-        body,
+    for &(name, level) in levels {
+        object.integer(name, level);
     }
-}
-
-/// spec: inventory.RejectInsufficientStock, inventory.NoNegativeStock
-fn shortage_check(level: i64, quantity: i64) -> Option<&'static str> {
-    (level < quantity).then_some(rejection::INSUFFICIENT_STOCK)
-}
-
-/// A level's state is its quantity in shortest decimal ASCII; an absent
-/// level is zero.
-///
-/// spec: inventory.LevelStateIsDecimal
-fn read_level(entities: &dyn EntityStates, key: &EntityKey) -> Result<i64, CorruptState> {
-    let Some(bytes) = entities.state(key) else {
-        return Ok(0);
-    };
-    let corrupt = |detail: String| CorruptState {
-        key: key.clone(),
-        detail,
-    };
-    let text = std::str::from_utf8(bytes).map_err(|error| corrupt(error.to_string()))?;
-    let level: i64 = text
-        .parse()
-        .map_err(|_| corrupt(format!("not a level: {text:?}")))?;
-    if level < 0 || level.to_string() != text {
-        return Err(corrupt(format!("not a canonical level: {text:?}")));
-    }
-    Ok(level)
-}
-
-fn level_state(level: i64) -> Vec<u8> {
-    assert!(
-        level >= 0,
-        "the shortage check keeps every level non-negative"
-    );
-    level.to_string().into_bytes()
-}
-
-/// spec: inventory.ReceiveAddsStock, inventory.ShipRemovesStock, inventory.ResultBodyIsCanonicalJson
-fn single_level_outcome(
-    kind: &str,
-    warehouse: &str,
-    sku: &str,
-    quantity: i64,
-    level: i64,
-    rejection: Option<&'static str>,
-    apply: impl FnOnce(i64) -> i64,
-) -> DomainOutcome {
-    let (verdict, writes, level_after) = match rejection {
-        Some(reason) => (Verdict::Rejected(reason), Vec::new(), level),
-        None => {
-            let new_level = apply(level);
-            let write = EntityWrite {
-                key: stock_key(warehouse, sku),
-                state: level_state(new_level),
-            };
-            (Verdict::Accepted, vec![write], new_level)
-        }
-    };
-    let mut body = Vec::with_capacity(96);
-    let mut object = ObjectWriter::new(&mut body);
-    object
-        .string("type", kind)
-        .string("warehouse", warehouse)
-        .string("sku", sku)
-        .integer("quantity", quantity)
-        .integer("level", level_after);
-    object.finish();
-    DomainOutcome {
-        verdict,
-        writes,
-        body,
-    }
-}
-
-/// The two levels a transfer reads, before it is applied.
-struct TransferLevels {
-    from_key: EntityKey,
-    to_key: EntityKey,
-    from_level: i64,
-    to_level: i64,
-}
-
-/// Both levels change in the one outcome, or neither does, and by the same
-/// quantity: a transfer never changes a sku's total.
-///
-/// spec: inventory.TransferMovesStock, inventory.StockConservedPerSku
-fn transfer_outcome(
-    from: &str,
-    to: &str,
-    sku: &str,
-    quantity: i64,
-    levels: TransferLevels,
-    rejection: Option<&'static str>,
-) -> DomainOutcome {
-    let TransferLevels {
-        from_key,
-        to_key,
-        from_level,
-        to_level,
-    } = levels;
-    let (verdict, writes, from_after, to_after) = match rejection {
-        Some(reason) => (Verdict::Rejected(reason), Vec::new(), from_level, to_level),
-        None => {
-            let (from_after, to_after) = (from_level - quantity, to_level + quantity);
-            let writes = vec![
-                EntityWrite {
-                    key: from_key,
-                    state: level_state(from_after),
-                },
-                EntityWrite {
-                    key: to_key,
-                    state: level_state(to_after),
-                },
-            ];
-            (Verdict::Accepted, writes, from_after, to_after)
-        }
-    };
-    let mut body = Vec::with_capacity(128);
-    let mut object = ObjectWriter::new(&mut body);
-    object
-        .string("type", "transfer")
-        .string("from", from)
-        .string("to", to)
-        .string("sku", sku)
-        .integer("quantity", quantity)
-        .integer("from_level", from_after)
-        .integer("to_level", to_after);
     object.finish();
     DomainOutcome {
         verdict,

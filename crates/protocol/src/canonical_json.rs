@@ -6,6 +6,8 @@
 //! (`\u00xx`, lowercase hex). A general-purpose serializer leaves too much
 //! freedom (escape choices, key order of maps) to rely on across builds.
 
+use std::io::Write as _;
+
 /// Writes one JSON object with keys in call order.
 #[derive(Debug)]
 pub struct ObjectWriter<'a> {
@@ -30,7 +32,8 @@ impl<'a> ObjectWriter<'a> {
 
     pub fn integer(&mut self, key: &str, value: i64) -> &mut Self {
         self.key(key);
-        self.out.extend_from_slice(value.to_string().as_bytes());
+        // Writing into a Vec cannot fail; no intermediate String per integer.
+        write!(self.out, "{value}").expect("writing to a Vec never fails");
         self
     }
 

@@ -463,11 +463,11 @@ impl Pipeline {
         through_offset: Offset,
         stream_time: StreamTime,
     ) -> Result<(), PipelineError> {
-        let config = self.warden.config();
-        let cutoff = stream_time.saturating_add_millis(-config.idempotency_ttl_millis);
+        let cutoff = self.warden.expiry_cutoff(stream_time);
+        let max_purges = self.warden.config().max_purges_per_commit;
         let candidates = self
             .reader
-            .expiry_candidates(partition, cutoff, config.max_purges_per_commit)?
+            .expiry_candidates(partition, cutoff, max_purges)?
             .into_iter()
             .map(|candidate| ExpiryCandidate {
                 first_seen: candidate.first_seen,

@@ -119,6 +119,13 @@ fn an_expired_entry_is_replaced_whatever_the_fingerprint() {
     assert_eq!(entry.first_position, at(3, 0));
     assert_eq!(entry.first_seen, StreamTime(100 + TTL));
     assert_eq!(*entry.fingerprint, command_fingerprint(SHIP));
+    // The purge bound agrees with classification: first_seen 100 is expired
+    // exactly from stream time 100 + TTL on.
+    assert_eq!(warden.expiry_cutoff(StreamTime(100 + TTL)), StreamTime(100));
+    assert_eq!(
+        warden.expiry_cutoff(StreamTime(100 + TTL - 1)),
+        StreamTime(99)
+    );
 }
 
 /// covers: warden.AnswerDuplicateFromStoredResponse, warden.DuplicateOutputEqualsStoredResponse

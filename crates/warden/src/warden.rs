@@ -336,6 +336,13 @@ impl Warden {
         &self.config
     }
 
+    /// Entries first seen at or before the returned stream time are expired
+    /// at `stream_time` (the complement of `is_live_at`): the bound the Ledger
+    /// scans its expiry index with for purge candidates.
+    pub fn expiry_cutoff(&self, stream_time: StreamTime) -> StreamTime {
+        stream_time.saturating_add_millis(-self.config.idempotency_ttl_millis)
+    }
+
     /// Before classifying a batch of `partition`: the keys (sorted, unique)
     /// of `batch_keys` the Ledger must be asked for in one multi-get. Clean
     /// entries of other keys leave memory here; those of the batch stay, so
