@@ -7,7 +7,10 @@
 //!   authenticated 512-copy frames decoded, verified and matched, own
 //!   outputs, publication and settlement;
 //! - `frame/512_copies`: sealing (encode + HMAC) a 512-copy frame,
-//!   length-prefixing it, decoding it and verifying it.
+//!   length-prefixing it, decoding it and verifying it;
+//! - `invariants/full_table`: one `Clerk::check_invariants` over a table
+//!   holding `max_unagreed_records` agreed, unpublished records with four
+//!   copies and a schedule each (what the shell pays per check).
 
 use std::hint::black_box;
 
@@ -170,6 +173,37 @@ fn matching_clerk(c: &mut Criterion) {
     group.finish();
 }
 
+fn invariants_full_table(c: &mut Criterion) {
+    let mut clerk = Clerk::new(ClerkConfig::default(), KEY, 0).expect("clerk");
+    clerk.set_status(InstanceStatus::Recovering, 0);
+    clerk.set_status(InstanceStatus::Ready, 0);
+    let mut senders: Vec<Sender> = (1..4).map(|id| Sender::connect(&mut clerk, id)).collect();
+    clerk.advance_progress(0, RECORDS - 1, -1);
+    for from in (0..RECORDS).step_by(BATCH as usize) {
+        let outputs: Vec<OwnOutput> = (from..from + BATCH)
+            .map(|offset| OwnOutput {
+                partition: 0,
+                offset,
+                digest: digest(offset),
+                dead_letter_reason: None,
+            })
+            .collect();
+        clerk.outputs_committed(&outputs, 1);
+        for sender in &mut senders {
+            let frame = sender.frame(&copies(from));
+            clerk.bytes_received(sender.link, &frame, 1);
+        }
+        clerk.step(1);
+    }
+    assert_eq!(clerk.table(0).unsettled_count(), RECORDS as usize);
+    assert_eq!(clerk.schedules().count(), RECORDS as usize);
+    let mut group = c.benchmark_group("invariants");
+    group.bench_function("full_table", |b| {
+        b.iter(|| black_box(clerk.check_invariants()).expect("invariants hold"));
+    });
+    group.finish();
+}
+
 fn frame_512(c: &mut Criterion) {
     let authenticator = FrameAuthenticator::new("tribunal", KEY).expect("key");
     let body = copies(1_000_000);
@@ -205,5 +239,11 @@ fn frame_512(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matching_table, matching_clerk, frame_512);
+criterion_group!(
+    benches,
+    matching_table,
+    matching_clerk,
+    frame_512,
+    invariants_full_table
+);
 criterion_main!(benches);

@@ -258,6 +258,13 @@ impl Clerk {
         self.schedules.get(&(partition, offset))
     }
 
+    /// Every publication schedule held, by (partition, offset).
+    pub fn schedules(&self) -> impl Iterator<Item = ((Partition, Offset), &Schedule)> + '_ {
+        self.schedules
+            .iter()
+            .map(|(&key, schedule)| (key, schedule))
+    }
+
     pub fn link(&self, link: LinkId) -> Option<LinkView> {
         self.links.get(&link).map(|state| state.view(link))
     }
@@ -1031,6 +1038,55 @@ impl Clerk {
     // ---------------------------------------------------------------
     // Timers and sending
     // ---------------------------------------------------------------
+
+    /// The earliest time at which [`Clerk::step`] has timed work: a peer's
+    /// liveness lapsing, a handshake timing out, a dialer due, a heartbeat
+    /// due, a publication due, a published slot's retention ending. `None`
+    /// when only a new input can give it work. A shell that steps after
+    /// every input and again at this deadline misses nothing, so it needs no
+    /// fixed tick.
+    ///
+    /// Copies owed to a link are not timed: they wait only for queue room,
+    /// which a `frame_flushed` input (followed by a step) gives back.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let liveness = self.views.values().filter(|view| view.live).map(|view| {
+            view.last_authenticated_at
+                .saturating_add(self.config.peer_liveness_timeout)
+        });
+        let handshakes = self
+            .links
+            .values()
+            .filter(|link| link.status == LinkStatus::Connecting)
+            .map(|link| link.opened_at.saturating_add(self.config.handshake_timeout));
+        let dials = self
+            .dialers
+            .values()
+            .filter(|dialer| self.status != InstanceStatus::Halted && dialer.link.is_none())
+            .map(|dialer| dialer.next_attempt_at);
+        let heartbeats = self
+            .links
+            .values()
+            .filter(|link| {
+                self.is_advertising()
+                    && link.is_established_outbound()
+                    && link.queued_frames < self.config.max_peer_queue_frames
+            })
+            .map(|link| {
+                link.last_sent_at
+                    .saturating_add(self.config.heartbeat_interval)
+            });
+        let publication = self.due.first().map(|&(due_at, _, _)| due_at);
+        let prune = self.published.front().map(|&(published_at, _, _)| {
+            published_at.saturating_add(self.config.published_slot_retention)
+        });
+        liveness
+            .chain(handshakes)
+            .chain(dials)
+            .chain(heartbeats)
+            .chain(publication)
+            .chain(prune)
+            .min()
+    }
 
     /// Runs everything time makes due and returns the effects decided since
     /// the last step.

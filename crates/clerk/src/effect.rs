@@ -20,6 +20,12 @@ pub enum SuspicionReason {
 }
 
 impl SuspicionReason {
+    pub const ALL: [SuspicionReason; 3] = [
+        Self::DivergentCopy,
+        Self::Equivocation,
+        Self::ContradictingPublication,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::DivergentCopy => "divergent_copy",
@@ -42,6 +48,8 @@ pub enum HandshakeRejection {
 }
 
 impl HandshakeRejection {
+    pub const ALL: [HandshakeRejection; 2] = [Self::Timeout, Self::TooManyHalfOpen];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "handshake_timeout",

@@ -1,7 +1,8 @@
 //! Clerk: authenticated agreement between instances; publishes only on
 //! `required_copies` matching copies (`spec/clerk.allium`).
 //!
-//! This crate is the deterministic core: no I/O, no clock, no randomness.
+//! Everything but [`shell`] is the deterministic core: no I/O, no clock,
+//! no randomness.
 //! The shell feeds it what happened ([`Clerk::bytes_received`],
 //! [`Clerk::outputs_committed`], [`Clerk::outcome_consumed`],
 //! [`Clerk::set_status`], ...) with the current monotonic time in
@@ -12,6 +13,8 @@
 //! - [`agreement`]: one partition's table of copies per input record;
 //! - [`clerk`]: links, sessions, peer views, suspicion, publication schedules;
 //! - [`backoff`]: the dialer's reconnect backoff;
+//! - [`shell`]: the actix actor that owns a [`Clerk`] and does its TCP
+//!   (the only part with I/O);
 //! - wire frames and their authentication live in `protocol::peer`.
 
 pub mod agreement;
@@ -20,6 +23,7 @@ pub mod clerk;
 pub mod config;
 pub mod effect;
 pub mod link;
+pub mod shell;
 
 pub use crate::agreement::{
     AgreementSlot, AgreementTable, CopyOutcome, PeerCopyOutcome, PublicationOutcome,

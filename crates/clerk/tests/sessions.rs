@@ -4,7 +4,8 @@
 mod support;
 
 use clerk::{
-    ClerkConfig, Effect, HandshakeRejection, InstanceStatus, LinkDirection, LinkStatus, SlotStatus,
+    ClerkConfig, Effect, HandshakeRejection, InstanceStatus, LinkDirection, LinkStatus,
+    OutcomeIntake, OutcomeRecord, SlotStatus,
 };
 use prost::Message;
 use protocol::peer::{
@@ -611,4 +612,87 @@ fn the_inbound_link_beyond_max_inbound_connecting_is_refused() {
     // Once one half-open link closes, another is accepted.
     clerk.link_io_failed(half_open[0], 1);
     assert!(clerk.inbound_accepted(nonce(98), 1).is_some());
+}
+
+/// The shell steps after each input and at `next_deadline` instead of on a
+/// fixed tick: before the deadline a step has no timed work, at it it has.
+#[test]
+fn step_has_timed_work_exactly_from_the_next_deadline() {
+    let two = ClerkConfig {
+        instance_count: 2,
+        required_copies: 2,
+        ..config(1)
+    };
+    let mut clerk = clerk(two, InstanceStatus::Ready);
+    assert_eq!(clerk.next_deadline(), Some(0), "the dialer is due at start");
+    assert!(matches!(clerk.step(0)[..], [Effect::Dial { peer: 0, .. }]));
+
+    let timeout = clerk.config().handshake_timeout;
+    assert_eq!(clerk.next_deadline(), Some(timeout), "the dial times out");
+    assert!(clerk.step(timeout - 1).is_empty());
+    assert!(clerk.step(timeout).iter().any(|effect| matches!(
+        effect,
+        Effect::HandshakeRejected {
+            reason: HandshakeRejection::Timeout,
+            ..
+        }
+    )));
+
+    let retry = clerk.dialer(0).expect("dialer").next_attempt_at;
+    assert!(retry > timeout);
+    assert_eq!(clerk.next_deadline(), Some(retry), "the dialer backs off");
+    assert!(clerk.step(retry - 1).is_empty());
+    let (link, _, _) = establish_outbound(&mut clerk, 0, 5, retry);
+    let mut peer = FakePeer::connect(&mut clerk, 0, 6, retry);
+    peer.heartbeat(&mut clerk, retry);
+    let heartbeat = clerk.config().heartbeat_interval;
+    assert_eq!(clerk.next_deadline(), Some(retry + heartbeat));
+
+    // Agreed with the live primary's copy: this backup publishes one step
+    // delay later unless the primary's publication shows up first.
+    peer.send_copies(&mut clerk, &[(0, 0, digest(0))], retry);
+    clerk.outputs_committed(&[own(0, 0, digest(0))], retry);
+    assert!(!clerk.step(retry).is_empty(), "the own copy goes out");
+    let delay = clerk.config().publish_step_delay;
+    assert_eq!(clerk.next_deadline(), Some(retry + delay));
+    assert!(clerk.step(retry + delay - 1).is_empty());
+    assert_eq!(publishes(&clerk.step(retry + delay)).len(), 1);
+    let published = OutcomeRecord {
+        partition: 0,
+        offset: 0,
+        digest: digest(0),
+        publisher_id: 0,
+        outcome_offset: 0,
+    };
+    assert_eq!(
+        clerk.outcome_consumed(published, retry + 60),
+        OutcomeIntake::Taken
+    );
+    clerk.step(retry + 60);
+
+    // From here on only heartbeats, the peer's liveness lapse and the
+    // published slot's retention are timed; walk deadline by deadline.
+    let liveness = clerk.config().peer_liveness_timeout;
+    let retention = clerk.config().published_slot_retention;
+    let mut deadlines = Vec::new();
+    while let Some(at) = clerk
+        .next_deadline()
+        .filter(|&at| at <= retry + 2 * liveness)
+    {
+        assert!(clerk.step(at - 1).is_empty(), "nothing timed before {at}");
+        assert_eq!(
+            clerk.peer_view(0).expect("view").live,
+            at <= retry + liveness
+        );
+        let effects = clerk.step(at);
+        if (at - retry) % heartbeat == 0 {
+            let heartbeats = sent_bodies(&effects, link, 1, 0, nonce(5));
+            assert!(matches!(heartbeats[..], [FrameBody::Heartbeat(_)]), "{at}");
+        }
+        deadlines.push(at - retry);
+    }
+    assert!(!clerk.peer_view(0).expect("view").live, "lapsed");
+    assert!(deadlines.contains(&liveness));
+    assert!(deadlines.contains(&(60 + retention)));
+    assert!(deadlines.contains(&(4 * heartbeat)));
 }

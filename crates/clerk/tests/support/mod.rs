@@ -306,6 +306,12 @@ impl Cluster {
             let mut moved = false;
             for node in 0..self.nodes.len() {
                 let effects = self.nodes[node].step(self.now);
+                let deadline = self.nodes[node].next_deadline();
+                assert!(
+                    deadline.is_none_or(|at| at > self.now),
+                    "a step leaves no timed work behind: {deadline:?} at {}",
+                    self.now
+                );
                 moved |= !effects.is_empty();
                 for effect in effects {
                     self.route(node, effect);
