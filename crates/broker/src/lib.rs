@@ -85,7 +85,9 @@ impl BrokerProfile {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
-            .set("enable.partition.eof", "true")
+            // The shells ask for log ends when they need them; EOF events
+            // would only be logged as errors by librdkafka.
+            .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms())
             .set("queued.max.messages.kbytes", "16384");
         config

@@ -322,7 +322,7 @@ fn shortage_check(level: i64, quantity: i64) -> Option<&'static str> {
 /// level is zero.
 ///
 /// spec: inventory.LevelStateIsDecimal
-fn read_level(entities: &dyn EntityStates, key: &EntityKey) -> Result<i64, CorruptState> {
+pub fn read_level(entities: &dyn EntityStates, key: &EntityKey) -> Result<i64, CorruptState> {
     let Some(bytes) = entities.state(key) else {
         return Ok(0);
     };

@@ -2,3 +2,7 @@
 
 pub mod lifecycle;
 pub mod pipeline;
+pub mod cluster;
+pub mod node;
+pub mod probe;
+pub mod cluster_command;

@@ -44,6 +44,12 @@ pub struct SealedOutputs {
     pub offset: Offset,
     pub outputs: Vec<Vec<u8>>,
     pub digest: RecordDigest,
+    /// One per output; empty for a dead letter.
+    pub idempotency_keys: Vec<String>,
+    /// The record's stream time, Unix milliseconds.
+    pub record_timestamp: i64,
+    /// The fixed reason token of a dead-lettered record.
+    pub dead_letter_reason: Option<&'static str>,
 }
 
 /// Why a batch was not processed. Any error but the input checks
@@ -118,6 +124,16 @@ impl Pipeline {
     /// its watermarks: nothing cached survives, the Warden and the Registrar
     /// read what they need from the Ledger.
     pub fn open(data_dir: &Path, partitions: u32) -> Result<Pipeline, PipelineError> {
+        Self::open_with(data_dir, partitions, ArbiterConfig::default())
+    }
+
+    /// [`Pipeline::open`] with an Arbiter configuration (evaluation workers,
+    /// the test-only corruption flag).
+    pub fn open_with(
+        data_dir: &Path,
+        partitions: u32,
+        arbiter_config: ArbiterConfig,
+    ) -> Result<Pipeline, PipelineError> {
         let ledger = Ledger::open(data_dir, LedgerConfig::new(partitions))?;
         let states: BTreeMap<Partition, PartitionState> = ledger
             .watermarks()
@@ -147,7 +163,7 @@ impl Pipeline {
             warden: Warden::new(WardenConfig::default())
                 .expect("the Warden's default config is valid"),
             registrar: Registrar::new(RegistrarConfig::default(), &loaded)?,
-            arbiter: Arbiter::new(domain, ArbiterConfig::default()),
+            arbiter: Arbiter::new(domain, arbiter_config),
             domain,
             reader: ledger.reader(),
             ledger,
@@ -161,6 +177,18 @@ impl Pipeline {
         self.states
             .get(&partition)
             .map(|state| state.applied_offset)
+    }
+
+    /// The stream time stored with `partition`'s watermark.
+    pub fn stream_time(&self, partition: Partition) -> Option<StreamTime> {
+        self.states.get(&partition).map(|state| state.stream_time)
+    }
+
+    /// Where `partition`'s outcome reader resumes after a restart.
+    pub fn outcome_resume_offset(&self, partition: Partition) -> Option<Offset> {
+        self.states
+            .get(&partition)
+            .map(|state| state.outcome_resume_offset)
     }
 
     /// A reader of the Ledger, for the durable state.
@@ -182,6 +210,21 @@ impl Pipeline {
         partition: Partition,
         records: &[InputRecord],
     ) -> Result<Vec<SealedOutputs>, PipelineError> {
+        let stream_time = self
+            .states
+            .get(&partition)
+            .map_or(StreamTime(0), |state| state.stream_time);
+        let deliveries = self.decode(partition, stream_time, records);
+        self.process_deliveries(partition, &deliveries)
+    }
+
+    /// [`Pipeline::process`] for records the Usher already decoded and
+    /// stamped with their stream time (the node's path).
+    pub fn process_deliveries(
+        &mut self,
+        partition: Partition,
+        deliveries: &[Delivery<InventoryCommand>],
+    ) -> Result<Vec<SealedOutputs>, PipelineError> {
         let state = *self
             .states
             .get(&partition)
@@ -190,14 +233,14 @@ impl Pipeline {
                 partitions: self.partitions,
             })?;
         let bound = self.arbiter.config().max_batch_records;
-        if records.len() > bound {
+        if deliveries.len() > bound {
             return Err(PipelineError::BatchTooLarge {
-                records: records.len(),
+                records: deliveries.len(),
                 bound,
             });
         }
         let mut previous = state.applied_offset;
-        for &(offset, _, _) in records {
+        for offset in deliveries.iter().map(|delivery| delivery.offset) {
             if offset <= previous {
                 return Err(PipelineError::OffsetNotAfter {
                     partition,
@@ -207,12 +250,11 @@ impl Pipeline {
             }
             previous = offset;
         }
-        let Some(&(last_offset, _, _)) = records.last() else {
+        let Some(last_offset) = deliveries.last().map(|delivery| delivery.offset) else {
             return Ok(Vec::new());
         };
 
-        let deliveries = self.decode(partition, state.stream_time, records);
-        let batch = self.classify(partition, &deliveries)?;
+        let batch = self.classify(partition, deliveries)?;
         let prewarmed = self.prewarm(partition, &batch)?;
         let context = EvaluationContext {
             partition,
@@ -240,8 +282,9 @@ impl Pipeline {
             .apply_batch_writes(prewarmed, writes)
             .map_err(|refused| refused.error)?;
 
-        let mut commit = GroupCommit::new(records.len());
-        for (sealed, delivery) in evaluated.records.iter().zip(&deliveries) {
+        let mut commit = GroupCommit::new(deliveries.len());
+        let mut sealed_outputs = Vec::with_capacity(deliveries.len());
+        for (sealed, delivery) in evaluated.records.iter().zip(deliveries) {
             assert_eq!(
                 sealed.offset, delivery.offset,
                 "records stay in offset order"
@@ -260,6 +303,14 @@ impl Pipeline {
                 output.digest, sealed.digest.0,
                 "the stored digest is the sealed one"
             );
+            sealed_outputs.push(SealedOutputs {
+                offset: sealed.offset,
+                outputs: output.outputs.clone(),
+                digest: sealed.digest,
+                idempotency_keys: output.idempotency_keys.clone(),
+                record_timestamp: output.record_timestamp,
+                dead_letter_reason: delivery.dead_letter().map(|letter| letter.reason().token()),
+            });
             commit.push(SealedRecord {
                 position: RecordPosition {
                     partition,
@@ -297,15 +348,7 @@ impl Pipeline {
                 outcome_resume_offset: state.outcome_resume_offset,
             },
         );
-        Ok(evaluated
-            .records
-            .into_iter()
-            .map(|sealed| SealedOutputs {
-                offset: sealed.offset,
-                outputs: sealed.outputs,
-                digest: sealed.digest,
-            })
-            .collect())
+        Ok(sealed_outputs)
     }
 
     /// The Usher's part: each record decoded, carrying the partition's

@@ -30,3 +30,4 @@ pub use decode::{
     decode_record,
 };
 pub use partitions::{AssignError, Usher};
+pub mod shell;

@@ -1,0 +1,156 @@
+//! Reads the outcome topic back for the Clerk: every publication, from any
+//! instance, settles or contradicts this instance's view of a record.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use clerk::{OutcomeIntake, OutcomeRecord};
+use prost::Message as _;
+use protocol::envelope::RecordDigest;
+use protocol::position::{Offset, Partition};
+use protocol::records::Publication;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Most publications handed to the Clerk in one call.
+const MAX_BATCH: usize = 1024;
+/// How long a deferred record waits before it is offered again.
+const DEFER_BACKOFF: Duration = Duration::from_millis(20);
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Hands a batch to the Clerk and returns its intake of each, in order.
+pub type Deliver = Box<dyn FnMut(Vec<OutcomeRecord>) -> Option<Vec<OutcomeIntake>> + Send>;
+
+#[derive(Debug)]
+pub struct OutcomeReader {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl OutcomeReader {
+    /// Starts reading `topic` at the given outcome offsets (one per partition).
+    pub fn start(
+        consumer: BaseConsumer,
+        topic: String,
+        start_offsets: &[(Partition, Offset)],
+        mut deliver: Deliver,
+    ) -> Result<OutcomeReader, KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in start_offsets {
+            list.add_partition_offset(
+                &topic,
+                kafka_partition(partition),
+                rdkafka::Offset::Offset(offset),
+            )?;
+        }
+        consumer.assign(&list)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("outcome-reader".to_owned())
+            .spawn(move || {
+                let mut undecodable: u64 = 0;
+                while !stopping.load(Ordering::Relaxed) {
+                    let batch = poll_batch(&consumer, &mut undecodable);
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let Some(intakes) = deliver(batch.clone()) else {
+                        return;
+                    };
+                    if let Some(record) = first_deferred(&batch, &intakes) {
+                        // Everything from the deferred record on is offered
+                        // again once consumption has moved on.
+                        let seek = consumer.seek(
+                            &topic,
+                            kafka_partition(record.partition),
+                            rdkafka::Offset::Offset(record.outcome_offset),
+                            SEEK_TIMEOUT,
+                        );
+                        if let Err(error) = seek {
+                            tracing::warn!(%error, "seeking the outcome reader back failed");
+                        }
+                        std::thread::sleep(DEFER_BACKOFF);
+                    }
+                }
+            })
+            .expect("spawning the outcome reader thread");
+        Ok(OutcomeReader {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for OutcomeReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the outcome reader thread panicked");
+        }
+    }
+}
+
+fn poll_batch(consumer: &BaseConsumer, undecodable: &mut u64) -> Vec<OutcomeRecord> {
+    let mut batch = Vec::new();
+    let mut wait = POLL_WAIT;
+    while batch.len() < MAX_BATCH {
+        let Some(result) = consumer.poll(wait) else {
+            break;
+        };
+        wait = Duration::ZERO;
+        match result {
+            Ok(message) => match message.payload().map(Publication::decode) {
+                Some(Ok(publication)) => match outcome_record(&publication, message.offset()) {
+                    Some(record) => batch.push(record),
+                    None => *undecodable += 1,
+                },
+                Some(Err(_)) | None => {
+                    *undecodable += 1;
+                    tracing::warn!(
+                        offset = message.offset(),
+                        "an undecodable record on the outcome topic is skipped"
+                    );
+                }
+            },
+            Err(KafkaError::PartitionEOF(_)) => {}
+            Err(error) => {
+                tracing::warn!(%error, "reading the outcome topic failed; librdkafka retries");
+                break;
+            }
+        }
+    }
+    batch
+}
+
+fn outcome_record(publication: &Publication, outcome_offset: Offset) -> Option<OutcomeRecord> {
+    Some(OutcomeRecord {
+        partition: publication.partition,
+        offset: publication.offset,
+        digest: RecordDigest(publication.digest.as_slice().try_into().ok()?),
+        publisher_id: publication.publisher_id,
+        outcome_offset,
+    })
+}
+
+fn first_deferred<'a>(
+    batch: &'a [OutcomeRecord],
+    intakes: &[OutcomeIntake],
+) -> Option<&'a OutcomeRecord> {
+    batch
+        .iter()
+        .zip(intakes)
+        .find(|(_, intake)| matches!(intake, OutcomeIntake::Deferred { .. }))
+        .map(|(record, _)| record)
+}
+
+fn kafka_partition(partition: Partition) -> i32 {
+    i32::try_from(partition).expect("partition numbers fit i32")
+}

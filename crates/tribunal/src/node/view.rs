@@ -1,0 +1,114 @@
+//! What the gateway shows of its instance: status, health, durable stock
+//! levels and the other actors' metrics.
+
+use domain::inventory::{partition_for_sku, read_level, stock_key};
+use domain::{EntityKey, EntityStates};
+use gateway::node::{HealthSnapshot, StockLevel, SuspectedPeer};
+use gateway::shell::InstanceView;
+use ledger::LedgerReader;
+
+use crate::lifecycle::InstanceStatus;
+use crate::node::status::NodeStatus;
+
+pub struct NodeView {
+    status: NodeStatus,
+    reader: LedgerReader,
+    partitions: u32,
+}
+
+impl NodeView {
+    pub fn new(status: NodeStatus, reader: LedgerReader, partitions: u32) -> Self {
+        Self {
+            status,
+            reader,
+            partitions,
+        }
+    }
+}
+
+fn gateway_status(status: InstanceStatus) -> gateway::node::InstanceStatus {
+    match status {
+        InstanceStatus::Starting => gateway::node::InstanceStatus::Starting,
+        InstanceStatus::Recovering => gateway::node::InstanceStatus::Recovering,
+        InstanceStatus::Ready => gateway::node::InstanceStatus::Ready,
+        InstanceStatus::Halted => gateway::node::InstanceStatus::Halted,
+    }
+}
+
+/// One entity's state as read from the Ledger.
+struct OneEntity<'a> {
+    key: &'a EntityKey,
+    state: Option<&'a [u8]>,
+}
+
+impl EntityStates for OneEntity<'_> {
+    fn state(&self, key: &EntityKey) -> Option<&[u8]> {
+        (key == self.key).then_some(self.state).flatten()
+    }
+}
+
+impl InstanceView for NodeView {
+    fn status(&self) -> gateway::node::InstanceStatus {
+        gateway_status(self.status.status())
+    }
+
+    fn health(&self) -> HealthSnapshot {
+        let observed = self.status.observed();
+        HealthSnapshot {
+            status: gateway_status(self.status.status()),
+            instance_id: self.status.instance_id(),
+            self_suspected: observed.self_suspected,
+            suspected_peers: observed
+                .suspected_peers
+                .into_iter()
+                .map(|(instance_id, reason)| SuspectedPeer {
+                    instance_id,
+                    reason,
+                })
+                .collect(),
+            halted_partitions: observed.halted_partitions,
+            lag: observed.lag,
+        }
+    }
+
+    /// A point read of the Ledger's durable state (a RocksDB get, served
+    /// from its block cache or memtable: microseconds, so it runs inline).
+    ///
+    async fn stock_level(&self, warehouse: String, sku: String) -> Option<StockLevel> {
+        if self.status.status() != InstanceStatus::Ready {
+            return None;
+        }
+        let partition = partition_for_sku(&sku, self.partitions);
+        let key = stock_key(&warehouse, &sku);
+        let as_of_offset = self.status.applied_offset(partition)?;
+        let state = match self.reader.entities(std::slice::from_ref(&key)) {
+            Ok(mut states) => states.pop().flatten(),
+            Err(error) => {
+                tracing::error!(%error, "reading a stock level failed");
+                return None;
+            }
+        };
+        let entity = OneEntity {
+            key: &key,
+            state: state.as_deref(),
+        };
+        let quantity = match read_level(&entity, &key) {
+            Ok(quantity) => quantity,
+            Err(corrupt) => {
+                tracing::error!(?corrupt, "a stored stock level is corrupt");
+                return None;
+            }
+        };
+        Some(StockLevel {
+            warehouse,
+            sku,
+            quantity,
+            partition,
+            as_of_offset,
+        })
+    }
+
+    fn metrics_text(&self) -> String {
+        self.status.observed().metrics_text
+    }
+}

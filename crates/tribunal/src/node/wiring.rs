@@ -1,0 +1,634 @@
+//! Starts every actor of one instance in one actix `System` and connects
+//! their outboxes; the [`NodeHub`] routes what one actor decides to the
+//! actors that act on it, so no actor crate depends on another.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix::prelude::*;
+use clerk::shell::{
+    AssignOutcomeReader, ClerkActor, ClerkOutbox, ClerkShellConfig, ClerkSnapshot,
+    ClerkSnapshotRequested, OutcomePublicationsSeen, OutcomesConsumed, OutputsCommitted,
+    PartitionHalted, ProgressAdvanced, PublicationFailed, RecordsSettled, RetainedOutputsLoaded,
+    SelfDivergenceDetected, StatusChanged, WatermarkLoaded,
+};
+use clerk::{ClerkConfig, OwnOutput};
+use domain::inventory::{Inventory, InventoryLimits};
+use gateway::shell::{Gateway, HttpSettings, ShellConfig};
+use gateway::config::GatewayConfig;
+use ledger::{LedgerReader, RecordPosition};
+use protocol::envelope::RecordDigest;
+use protocol::position::{Offset, Partition, StreamTime};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::FutureProducer;
+use usher::shell::{
+    ProgressQuery, StopPartition, UsherActor, UsherHalted, UsherOutbox, WatermarkAdvanced,
+};
+use usher::{Assignment, Usher, UsherConfig};
+
+use crate::lifecycle::{HaltReason, InstanceStatus};
+use crate::node::args::NodeArgs;
+use crate::node::exit;
+use crate::node::outcome_reader::OutcomeReader;
+use crate::node::processing::{Committed, ProcessingActor, ProcessingOutbox};
+use crate::node::publisher::{Forget, PublisherActor, PublisherMetrics, PublisherTopics};
+use crate::node::startup::Started;
+use crate::node::status::{NodeStatus, Observed};
+use crate::node::view::NodeView;
+
+/// Outputs kept in memory for publishing, per partition (the Clerk's
+/// unagreed window); older ones are read back from the Ledger.
+const RECENT_OUTPUTS_PER_PARTITION: usize = 8_192;
+/// Retained Ledger rows read per page at start.
+const RETAINED_PAGE: usize = 4_096;
+/// How often /health's view of the actors is refreshed.
+const OBSERVE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Runs the instance's actors until a stop signal or a halt.
+pub fn run_system(args: NodeArgs, started: Started) -> ExitCode {
+    let system = System::new();
+    let code = system.block_on(async move {
+        match run_node(args, started).await {
+            Ok(code) => code,
+            Err(message) => {
+                tracing::error!("{message}");
+                ExitCode::from(exit::COULD_NOT_START)
+            }
+        }
+    });
+    System::current().stop();
+    code
+}
+
+async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> {
+    let Started {
+        cluster_key,
+        topics,
+        pipeline,
+        lifecycle,
+        replays,
+        log_ends,
+    } = started;
+    let id = args.id;
+    let profile = args.broker_profile();
+    let reader = pipeline.reader();
+    let partitions: Vec<Partition> = (0..args.partitions).collect();
+    let watermarks: Vec<(Partition, Offset, StreamTime, Offset)> = partitions
+        .iter()
+        .map(|&partition| {
+            (
+                partition,
+                pipeline.applied_offset(partition).expect("every partition"),
+                pipeline.stream_time(partition).expect("every partition"),
+                pipeline
+                    .outcome_resume_offset(partition)
+                    .expect("every partition"),
+            )
+        })
+        .collect();
+    let retained = retained_outputs(&reader)?;
+    let status = NodeStatus::new(
+        lifecycle,
+        watermarks
+            .iter()
+            .map(|&(partition, applied, _, _)| (partition, applied))
+            .collect(),
+    );
+
+    let hub = NodeHub {
+        status: status.clone(),
+        clerk: None,
+        usher: None,
+        publisher: None,
+        outcome_reader: None,
+        outcome_reader_starts: Vec::new(),
+        partitions: args.partitions,
+        outcome_consumer: Some(
+            profile
+                .consumer_config(&format!("tribunal-{id}-outcomes"))
+                .create()
+                .map_err(|error| format!("outcome consumer: {error}"))?,
+        ),
+        outcome_topic: topics.outcomes.clone(),
+    }
+    .start();
+
+    let producer: FutureProducer = profile
+        .producer_config(&format!("tribunal-{id}-publisher"))
+        .create()
+        .map_err(|error| format!("publication producer: {error}"))?;
+    let publisher = PublisherActor::new(
+        producer,
+        PublisherTopics {
+            outcomes: topics.outcomes.clone(),
+            dead_letters: topics.dead_letters.clone(),
+        },
+        reader.clone(),
+        RECENT_OUTPUTS_PER_PARTITION * partitions.len(),
+        hub.clone().recipient(),
+    )
+    .start();
+
+    let listener = std::net::TcpListener::bind(args.peer_listen)
+        .map_err(|error| format!("peer listener on {}: {error}", args.peer_listen))?;
+    let clerk = ClerkActor::spawn(
+        ClerkShellConfig {
+            clerk: ClerkConfig {
+                instance_id: id,
+                instance_count: args.instances,
+                required_copies: args.required_copies,
+                input_partitions: args.partitions,
+                ..ClerkConfig::default()
+            },
+            cluster_key,
+            listener,
+            peer_addresses: args.peer_map(),
+        },
+        ClerkOutbox {
+            publish: publisher.clone().recipient(),
+            settled: hub.clone().recipient(),
+            publications_seen: hub.clone().recipient(),
+            outcome_reader: hub.clone().recipient(),
+            partition_halted: hub.clone().recipient(),
+            self_divergence: hub.clone().recipient(),
+        },
+    )
+    .map_err(|error| format!("clerk: {error}"))?;
+    for &(partition, applied_offset, _, outcome_resume_offset) in &watermarks {
+        clerk.do_send(WatermarkLoaded {
+            partition,
+            applied_offset,
+            outcome_resume_offset,
+        });
+    }
+    clerk.do_send(RetainedOutputsLoaded(retained));
+
+    let processing_pipeline = Mutex::new(Some(pipeline));
+    let processing_outbox = Mutex::new(Some(ProcessingOutbox {
+        watermark: hub.clone().recipient(),
+        committed: hub.clone().recipient(),
+    }));
+    let processing_status = status.clone();
+    let processing = SyncArbiter::start(1, move || {
+        let take = |what: &str| format!("the pipeline thread starts once; {what} taken twice");
+        ProcessingActor::new(
+            lock(&processing_pipeline).take().expect(&take("pipeline")),
+            lock(&processing_outbox).take().expect(&take("outbox")),
+            processing_status.clone(),
+        )
+    });
+
+    let assignments: Vec<Assignment> = watermarks
+        .iter()
+        .map(|&(partition, applied_offset, stream_time, _)| {
+            let log_end = log_ends
+                .iter()
+                .find(|(p, _)| *p == partition)
+                .map(|&(_, end)| end)
+                .expect("a log end per partition");
+            Assignment {
+                partition,
+                applied_offset,
+                stream_time,
+                catch_up_target: log_end.max(applied_offset + 1),
+            }
+        })
+        .collect();
+    debug_assert_eq!(replays.len(), assignments.len());
+    let consumer: BaseConsumer = profile
+        .consumer_config(&format!("tribunal-{id}-input"))
+        .create()
+        .map_err(|error| format!("input consumer: {error}"))?;
+    let usher = UsherActor::new(
+        Usher::new(UsherConfig {
+            input_partitions: args.partitions,
+            ..UsherConfig::default()
+        })
+        .map_err(|error| format!("usher config: {error}"))?,
+        Inventory::new(InventoryLimits::default()),
+        consumer,
+        topics.input.clone(),
+        &assignments,
+        UsherOutbox {
+            delivered: processing.recipient(),
+            halted: hub.clone().recipient(),
+        },
+    )
+    .map_err(|error| format!("usher: {error}"))?
+    .start();
+
+    hub.do_send(Connect {
+        clerk: clerk.clone(),
+        usher: usher.clone(),
+        publisher: publisher.clone(),
+    });
+    let status_clerk = clerk.clone();
+    let mut told = clerk::InstanceStatus::Starting;
+    status.listen(Box::new(move |status| {
+        let next = clerk_status(status);
+        if told == clerk::InstanceStatus::Starting && next == clerk::InstanceStatus::Ready {
+            // An instance with nothing to replay is ready at once; the
+            // Clerk still sees it pass through recovery.
+            status_clerk.do_send(StatusChanged(clerk::InstanceStatus::Recovering));
+        }
+        if next != told {
+            status_clerk.do_send(StatusChanged(next));
+            told = next;
+        }
+    }));
+
+    let view = NodeView::new(status.clone(), reader.clone(), args.partitions);
+    let gateway = Gateway::start(
+        ShellConfig::new(
+            GatewayConfig {
+                input_partitions: args.partitions,
+                ..GatewayConfig::default()
+            },
+            profile.clone(),
+            topics.clone(),
+            format!("tribunal-gateway-{id}"),
+        ),
+        view,
+    )
+    .await
+    .map_err(|error| format!("gateway: {error}"))?;
+    let (server, bound) = gateway
+        .serve(args.http_listen, &HttpSettings::default())
+        .map_err(|error| format!("HTTP listener on {}: {error}", args.http_listen))?;
+    let server_handle = server.handle();
+    actix::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(%error, "the HTTP server failed");
+        }
+    });
+    tracing::info!(instance = id, http = %bound, peers = %args.peer_listen, "node started");
+
+    let observer = observe_periodically(
+        status.clone(),
+        usher.clone(),
+        clerk.clone(),
+        publisher.clone(),
+    );
+    let code = tokio::select! {
+        () = crate::node::stop_signal() => {
+            tracing::info!("stop signal; shutting down");
+            ExitCode::SUCCESS
+        }
+        record = wait_for_halt(status.clone()) => {
+            tracing::error!(?record, "the instance halted");
+            ExitCode::from(exit::HALTED)
+        }
+    };
+    observer.abort();
+    server_handle.stop(true).await;
+    Ok(code)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Rows the Ledger still holds for records whose publication was not seen
+/// before the stop: the Clerk counts them as its own copies again.
+fn retained_outputs(reader: &LedgerReader) -> Result<Vec<OwnOutput>, String> {
+    let mut outputs = Vec::new();
+    let mut from = RecordPosition {
+        partition: 0,
+        offset: 0,
+    };
+    loop {
+        let page = reader
+            .retained_outputs(from, RETAINED_PAGE)
+            .map_err(|error| format!("reading retained outputs: {error}"))?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        let full = page.len() == RETAINED_PAGE;
+        outputs.extend(
+            page.into_iter()
+                .filter(|(_, row)| !row.publication_seen)
+                .map(|(position, row)| OwnOutput {
+                    partition: position.partition,
+                    offset: position.offset,
+                    digest: row.record_digest(),
+                    // Not stored: a restarted publisher writes no
+                    // dead-letter record for these (the publication itself
+                    // still carries the agreed outcome).
+                    dead_letter_reason: None,
+                }),
+        );
+        if !full {
+            break;
+        }
+        from = RecordPosition {
+            partition: last.partition,
+            offset: last.offset + 1,
+        };
+    }
+    Ok(outputs)
+}
+
+fn clerk_status(status: InstanceStatus) -> clerk::InstanceStatus {
+    match status {
+        InstanceStatus::Starting => clerk::InstanceStatus::Starting,
+        InstanceStatus::Recovering => clerk::InstanceStatus::Recovering,
+        InstanceStatus::Ready => clerk::InstanceStatus::Ready,
+        InstanceStatus::Halted => clerk::InstanceStatus::Halted,
+    }
+}
+
+async fn wait_for_halt(status: NodeStatus) -> Option<crate::lifecycle::HaltRecord> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let sender = Mutex::new(Some(sender));
+    status.listen(Box::new(move |now| {
+        if now == InstanceStatus::Halted
+            && let Some(sender) = lock(&sender).take()
+        {
+            let _ = sender.send(());
+        }
+    }));
+    let _ = receiver.await;
+    status.halt_record()
+}
+
+/// Copies the actors' progress and suspicion into the status /health reads.
+fn observe_periodically(
+    status: NodeStatus,
+    usher: Addr<UsherActor<Inventory>>,
+    clerk: Addr<ClerkActor>,
+    publisher: Addr<PublisherActor>,
+) -> tokio::task::JoinHandle<()> {
+    actix::spawn(async move {
+        let mut interval = tokio::time::interval(OBSERVE_INTERVAL);
+        loop {
+            interval.tick().await;
+            let (Ok(progress), Ok(snapshot), Ok(publisher_text)) = (
+                usher.send(ProgressQuery).await,
+                clerk.send(ClerkSnapshotRequested).await,
+                publisher.send(PublisherMetrics).await,
+            ) else {
+                return;
+            };
+            status.observe(observed(&progress, &snapshot, publisher_text));
+        }
+    })
+}
+
+fn observed(
+    progress: &[usher::shell::PartitionProgress],
+    snapshot: &ClerkSnapshot,
+    publisher_text: String,
+) -> Observed {
+    let mut metrics_text = snapshot.prometheus_text();
+    metrics_text.push_str(&publisher_text);
+    for partition in progress {
+        use std::fmt::Write as _;
+        let p = partition.partition;
+        let _ = writeln!(
+            metrics_text,
+            "tribunal_usher_applied_offset{{partition=\"{p}\"}} {}\n\
+             tribunal_usher_consumed_offset{{partition=\"{p}\"}} {}\n\
+             tribunal_usher_lag{{partition=\"{p}\"}} {}\n\
+             tribunal_usher_unagreed_records{{partition=\"{p}\"}} {}\n\
+             tribunal_usher_queued_records{{partition=\"{p}\"}} {}\n\
+             tribunal_usher_redelivered_dropped_total{{partition=\"{p}\"}} {}",
+            partition.applied_offset,
+            partition.consumed_offset,
+            partition.lag,
+            partition.unagreed_records,
+            partition.queued_records,
+            partition.redelivered_dropped,
+        );
+    }
+    Observed {
+        lag: progress
+            .iter()
+            .map(|partition| (partition.partition, partition.lag))
+            .collect(),
+        self_suspected: snapshot.self_suspected,
+        suspected_peers: snapshot
+            .suspected_peers
+            .iter()
+            .map(|(peer, reason)| (*peer, reason.as_str().to_owned()))
+            .collect(),
+        halted_partitions: Vec::new(),
+        metrics_text,
+    }
+}
+
+/// Hands the hub the actors started after it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Connect {
+    clerk: Addr<ClerkActor>,
+    usher: Addr<UsherActor<Inventory>>,
+    publisher: Addr<PublisherActor>,
+}
+
+/// Routes between the actors (see the module docs).
+struct NodeHub {
+    status: NodeStatus,
+    clerk: Option<Addr<ClerkActor>>,
+    usher: Option<Addr<UsherActor<Inventory>>>,
+    publisher: Option<Addr<PublisherActor>>,
+    outcome_reader: Option<OutcomeReader>,
+    /// Outcome reader positions the Clerk asked for, until every partition has one.
+    outcome_reader_starts: Vec<(Partition, Offset)>,
+    partitions: u32,
+    outcome_consumer: Option<BaseConsumer>,
+    outcome_topic: String,
+}
+
+impl NodeHub {
+    fn clerk(&self) -> &Addr<ClerkActor> {
+        self.clerk.as_ref().expect("connected before any actor runs")
+    }
+
+    fn usher(&self) -> &Addr<UsherActor<Inventory>> {
+        self.usher.as_ref().expect("connected before any actor runs")
+    }
+
+    fn publisher(&self) -> &Addr<PublisherActor> {
+        self.publisher
+            .as_ref()
+            .expect("connected before any actor runs")
+    }
+
+    fn start_outcome_reader(&mut self) {
+        let Some(consumer) = self.outcome_consumer.take() else {
+            return;
+        };
+        let clerk = self.clerk().clone();
+        let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "no runtime for the outcome reader");
+                self.status.halt(HaltReason::Storage, None, None);
+                return;
+            }
+        };
+        let deliver = Box::new(move |batch| runtime.block_on(clerk.send(OutcomesConsumed(batch))).ok());
+        match OutcomeReader::start(
+            consumer,
+            self.outcome_topic.clone(),
+            &self.outcome_reader_starts,
+            deliver,
+        ) {
+            Ok(reader) => self.outcome_reader = Some(reader),
+            Err(error) => {
+                tracing::error!(%error, "starting the outcome reader failed");
+                self.status.halt(HaltReason::Storage, None, None);
+            }
+        }
+    }
+}
+
+impl Actor for NodeHub {
+    type Context = Context<Self>;
+}
+
+impl Handler<Connect> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, connect: Connect, _ctx: &mut Self::Context) {
+        self.clerk = Some(connect.clerk);
+        self.usher = Some(connect.usher);
+        self.publisher = Some(connect.publisher);
+    }
+}
+
+impl Handler<Committed> for NodeHub {
+    type Result = ();
+
+    /// spec: ledger.DurableBeforeAdvertised
+    fn handle(&mut self, committed: Committed, _ctx: &mut Self::Context) {
+        let partition = committed.partition;
+        let own: Vec<OwnOutput> = committed
+            .records
+            .iter()
+            .map(|sealed| OwnOutput {
+                partition,
+                offset: sealed.offset,
+                digest: RecordDigest(sealed.digest.0),
+                dead_letter_reason: sealed.dead_letter_reason.map(str::to_owned),
+            })
+            .collect();
+        let through = own.last().map(|output| output.offset);
+        self.clerk().do_send(OutputsCommitted(own));
+        if let Some(through) = through {
+            self.clerk().do_send(ProgressAdvanced {
+                partition,
+                consumed_offset: through,
+                applied_offset: through,
+            });
+        }
+        self.publisher().do_send(committed);
+    }
+}
+
+impl Handler<WatermarkAdvanced> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, advanced: WatermarkAdvanced, _ctx: &mut Self::Context) {
+        self.usher().do_send(advanced);
+    }
+}
+
+impl Handler<RecordsSettled> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, RecordsSettled(positions): RecordsSettled, _ctx: &mut Self::Context) {
+        let mut by_partition: std::collections::BTreeMap<Partition, Vec<Offset>> =
+            std::collections::BTreeMap::new();
+        for position in &positions {
+            by_partition
+                .entry(position.partition)
+                .or_default()
+                .push(position.offset);
+        }
+        for (partition, offsets) in by_partition {
+            self.usher()
+                .do_send(usher::shell::RecordsSettled { partition, offsets });
+        }
+        self.publisher().do_send(Forget(
+            positions
+                .iter()
+                .map(|position| (position.partition, position.offset))
+                .collect(),
+        ));
+    }
+}
+
+impl Handler<OutcomePublicationsSeen> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, _seen: OutcomePublicationsSeen, _ctx: &mut Self::Context) {
+        // The Ledger keeps retained rows until a later version prunes them
+        // (ledger.MarkOutputPublicationSeen is not wired yet).
+    }
+}
+
+impl Handler<AssignOutcomeReader> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, assign: AssignOutcomeReader, _ctx: &mut Self::Context) {
+        if self.outcome_reader.is_some() {
+            tracing::warn!(partition = assign.partition, "the outcome reader is already positioned");
+            return;
+        }
+        self.outcome_reader_starts
+            .retain(|(partition, _)| *partition != assign.partition);
+        self.outcome_reader_starts
+            .push((assign.partition, assign.outcome_offset));
+        if self.outcome_reader_starts.len() == self.partitions as usize {
+            self.start_outcome_reader();
+        }
+    }
+}
+
+impl Handler<PartitionHalted> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, halted: PartitionHalted, _ctx: &mut Self::Context) {
+        tracing::error!(partition = halted.partition, "split brain: the partition stops");
+        self.usher().do_send(StopPartition(halted.partition));
+    }
+}
+
+impl Handler<SelfDivergenceDetected> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, diverged: SelfDivergenceDetected, _ctx: &mut Self::Context) {
+        tracing::error!(
+            partition = diverged.partition,
+            offset = diverged.offset,
+            "this instance's own output differs from the agreement"
+        );
+        self.status.halt(
+            HaltReason::SelfDivergence,
+            Some(diverged.partition),
+            Some(diverged.offset),
+        );
+    }
+}
+
+impl Handler<UsherHalted> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, UsherHalted(alarm): UsherHalted, _ctx: &mut Self::Context) {
+        self.status.halt(
+            HaltReason::InputTruncated,
+            Some(alarm.partition),
+            Some(alarm.next_offset),
+        );
+    }
+}
+
+impl Handler<PublicationFailed> for NodeHub {
+    type Result = ();
+
+    fn handle(&mut self, failed: PublicationFailed, _ctx: &mut Self::Context) {
+        self.clerk().do_send(failed);
+    }
+}
