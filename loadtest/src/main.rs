@@ -1,55 +1,179 @@
 //! Open-loop, in-network load generator for a Tribunal cluster.
 //!
-//! The generator itself is not built yet: this binary fixes the command line
-//! users will call (`cargo run --release -p loadtest -- --rps 10000`) and
-//! exits with the could-not-start code, so scripts never mistake it for a
-//! passing run.
+//! `cargo run --release -p loadtest -- --rps 10000` loads the embedded
+//! default cluster (or `--target` URLs) on a constant arrival schedule,
+//! prints a line a second and a summary, writes the report directory, checks
+//! correctness after the load and exits with the verdict: 0 pass, 1 a
+//! threshold failed, 3 the run could not start, 4 the correctness pass found
+//! a violation (2 is clap's usage error).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use clap::Parser;
-
-/// Exit code for a run that could not start (distinct from a failed verdict).
-const EXIT_COULD_NOT_START: u8 = 3;
+use loadtest::cluster_start::ClusterRequest;
+use loadtest::measure::Progress;
+use loadtest::report::{Verdict, default_report_dir, utc_timestamp};
+use loadtest::run::{RunConfig, print_summary, run};
+use loadtest::verdict::Threshold;
+use loadtest::workload::{Mix, Skew, WorkloadConfig};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Open-loop load generator for a Tribunal cluster")]
 struct Args {
     /// Offered rate, requests per second, on a constant arrival schedule.
-    #[arg(long, default_value_t = 10_000)]
-    rps: u32,
-    /// Measured duration in seconds.
-    #[arg(long, default_value_t = 60)]
-    duration_secs: u64,
+    #[arg(long, default_value_t = 10_000.0)]
+    rps: f64,
+    /// Measured duration (e.g. 60s, 2m).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Warmup before the measured part, at the starting rate; not measured.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Ramp linearly from this rate to --rps over the measured duration.
+    #[arg(long, value_name = "START_RPS")]
+    ramp: Option<f64>,
     /// Instances of the embedded cluster to start.
     #[arg(long, default_value_t = 4)]
     instances: u8,
-    /// Gateway URLs of an existing cluster to load instead of starting one.
-    #[arg(long, value_delimiter = ',')]
+    /// Gateway base URLs of a running cluster to load instead of starting one.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
     target: Vec<String>,
     /// Kafka bootstrap servers of an existing broker (default: embedded).
     #[arg(long)]
     brokers: Option<String>,
+    /// Input partitions (default: read from the targets' /health).
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// Warehouses in the workload.
+    #[arg(long, default_value_t = 8)]
+    warehouses: u32,
+    /// Skus in the workload.
+    #[arg(long, default_value_t = 1_000)]
+    skus: u32,
+    /// Key skew over skus: uniform or zipf:<s>.
+    #[arg(long, default_value = "uniform")]
+    skew: Skew,
+    /// Command mix weights.
+    #[arg(long, default_value = "receive=50,ship=30,transfer=20")]
+    mix: Mix,
+    /// Probability that a submission re-sends a recent one (same key and command).
+    #[arg(long, default_value_t = 0.01)]
+    duplicate_rate: f64,
+    /// Pass/fail thresholds, repeatable or comma-separated: p99<100ms,
+    /// errors=0, achieved>=99%, dropped=0, max<1s. Each replaces the
+    /// default on its metric (defaults: p99<100ms, errors=0, achieved>=99%).
+    #[arg(long, value_delimiter = ',')]
+    threshold: Vec<Threshold>,
+    /// Report directory (default: target/loadtest/<UTC timestamp>/).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// Requests in flight at once, so HTTP/1.1 connections, over all targets.
+    #[arg(long, default_value_t = 512)]
+    connections: usize,
+    /// A request not started this long after its intended time is dropped.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    max_lag: Duration,
+    /// Client timeout per request (a timeout counts as an error).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Also measure the bare path (HTTP -> Kafka -> HTTP echo) at the same rate.
+    #[arg(long)]
+    baseline: bool,
+    /// Seed of the workload's command sequence.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Tag that makes keys and skus unique to this run (default: from the time).
+    #[arg(long)]
+    run_tag: Option<String>,
+    /// Do not write history.jsonl.
+    #[arg(long)]
+    no_history: bool,
+    /// Skip the correctness pass after the load.
+    #[arg(long)]
+    no_correctness: bool,
+    /// How long instances get to converge before the level audit reports.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    settle_timeout: Duration,
+    /// How long the targets get to answer /health with ready.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    ready_timeout: Duration,
+    /// No per-second line.
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    eprintln!(
-        "loadtest: not yet implemented (requested {} rps for {} s against {}); \
-         see the open load-generator issue",
-        args.rps,
-        args.duration_secs,
-        describe_target(&args),
-    );
-    ExitCode::from(EXIT_COULD_NOT_START)
-}
-
-fn describe_target(args: &Args) -> String {
-    if !args.target.is_empty() {
-        return args.target.join(",");
+    if args.baseline {
+        eprintln!("loadtest: --baseline is not built yet");
+        return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
     }
-    match &args.brokers {
-        Some(brokers) => format!("{} instances on broker {brokers}", args.instances),
-        None => format!("{} embedded instances", args.instances),
+    let started = SystemTime::now();
+    let timestamp = utc_timestamp(started);
+    let config = RunConfig {
+        rps: args.rps,
+        duration: args.duration,
+        warmup: args.warmup,
+        ramp_from: args.ramp,
+        targets: args.target,
+        cluster: ClusterRequest {
+            instances: args.instances,
+            brokers: args.brokers,
+            partitions: args.partitions.unwrap_or(1),
+            ready_timeout: args.ready_timeout,
+        },
+        partitions: args.partitions,
+        workload: WorkloadConfig {
+            warehouses: args.warehouses,
+            skus: args.skus,
+            skew: args.skew,
+            mix: args.mix,
+            duplicate_rate: args.duplicate_rate,
+            seed: args.seed,
+            run_tag: args.run_tag.unwrap_or_else(|| format!("lt{timestamp}")),
+        },
+        connections: args.connections,
+        max_lag: args.max_lag,
+        timeout: args.timeout,
+        thresholds: Threshold::with_defaults(&args.threshold),
+        report_dir: args
+            .report_dir
+            .unwrap_or_else(|| default_report_dir(&PathBuf::from("target/loadtest"), started)),
+        history: !args.no_history,
+        progress: if args.quiet {
+            Progress::Quiet
+        } else {
+            Progress::Print
+        },
+        check_correctness: !args.no_correctness,
+        settle_timeout: args.settle_timeout,
+        ready_timeout: args.ready_timeout,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("lt-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("loadtest: could not start the runtime: {error}");
+            return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(outcome) => {
+            print_summary(&outcome);
+            ExitCode::from(match outcome.summary.verdict {
+                Verdict::Pass => loadtest::EXIT_PASS,
+                Verdict::ThresholdFailed => loadtest::EXIT_THRESHOLD_FAILED,
+                Verdict::CorrectnessFailed => loadtest::EXIT_CORRECTNESS_FAILED,
+            })
+        }
+        Err(error) => {
+            eprintln!("loadtest: could not start: {error}");
+            ExitCode::from(loadtest::EXIT_COULD_NOT_START)
+        }
     }
 }

@@ -1,0 +1,204 @@
+//! The open-loop driver: starts request `i` at its intended time from the
+//! schedule whatever became of earlier requests, and reports every
+//! scheduled request's outcome (answered, failed or dropped) to a channel.
+//!
+//! Latency is measured from the intended time (the recorder does it), so a
+//! stalled server cannot hide its tail by slowing the sender down
+//! (coordinated omission, corrected as wrk2 does). The dispatcher sleeps on
+//! tokio's timer (1 ms resolution): requests whose times fall inside one
+//! millisecond go out together, at most about 1 ms late, and that lateness
+//! is part of their measured latency.
+//!
+//! Requests in flight are bounded (`max_in_flight`, one per HTTP/1.1
+//! connection). A request due while every slot is busy waits for one; a
+//! request that cannot be started within `max_lag` of its intended time
+//! (slots exhausted, or the generator itself fell behind) is dropped:
+//! reported as such, never sent, never hidden.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::client::{Answer, HttpClient, RequestError};
+use crate::schedule::Schedule;
+use crate::workload::{Submission, Workload};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Requests in flight at once (so also HTTP connections).
+    pub max_in_flight: usize,
+    /// A request not started this long after its intended time is dropped.
+    pub max_lag: Duration,
+}
+
+/// What became of one scheduled request.
+#[derive(Debug)]
+pub struct Outcome {
+    pub index: u64,
+    pub submission: Submission,
+    /// Index of the target URL it went (or would have gone) to.
+    pub target: u32,
+    pub intended: Instant,
+    /// `None` when dropped.
+    pub sent: Option<Instant>,
+    /// `None` when dropped.
+    pub completed: Option<Instant>,
+    pub result: OutcomeResult,
+}
+
+#[derive(Debug)]
+pub enum OutcomeResult {
+    Answered(Answer),
+    Failed(RequestError),
+    Dropped,
+}
+
+/// The driver's own account of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriveReport {
+    pub scheduled: u64,
+    pub started: u64,
+    pub dropped: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriveError {
+    #[error("the outcome receiver is gone; the run cannot be recorded")]
+    ReceiverGone,
+    #[error("max_in_flight must be at least 1")]
+    NoSlots,
+}
+
+/// Dispatches in a row before the dispatcher yields, so request tasks
+/// spawned on its worker run even while it is behind.
+const DISPATCH_BURST: u32 = 128;
+
+/// Runs the whole schedule from `origin`, round-robin over the client's
+/// targets, and returns once every started request has completed (each
+/// bounded by the client's timeout). Every scheduled request yields exactly
+/// one [`Outcome`] on `outcomes`, sent before its slot is released, so a
+/// recorder that cannot keep up slows dispatch (showing as lateness and
+/// drops) instead of growing a queue.
+pub async fn drive(
+    schedule: &Schedule,
+    origin: Instant,
+    workload: &mut Workload,
+    client: Arc<HttpClient>,
+    config: DriverConfig,
+    outcomes: mpsc::Sender<Outcome>,
+) -> Result<DriveReport, DriveError> {
+    if config.max_in_flight == 0 {
+        return Err(DriveError::NoSlots);
+    }
+    let slots = Arc::new(Semaphore::new(config.max_in_flight));
+    let targets = client.target_count();
+    let mut report = DriveReport {
+        scheduled: schedule.total_requests(),
+        started: 0,
+        dropped: 0,
+    };
+    let mut burst = 0;
+    for index in 0..schedule.total_requests() {
+        let offset = schedule
+            .intended(index)
+            .expect("every index below total_requests has a time");
+        let intended = origin + offset;
+        let submission = workload.next_submission();
+        let target = u32::try_from(index % targets as u64).expect("a target index fits u32");
+        if intended > Instant::now() {
+            tokio::time::sleep_until(intended.into()).await;
+            burst = 0;
+        } else {
+            burst += 1;
+            if burst >= DISPATCH_BURST {
+                tokio::task::yield_now().await;
+                burst = 0;
+            }
+        }
+        let Some(slot) = take_slot(&slots, intended + config.max_lag).await else {
+            report.dropped += 1;
+            let dropped = Outcome {
+                index,
+                submission,
+                target,
+                intended,
+                sent: None,
+                completed: None,
+                result: OutcomeResult::Dropped,
+            };
+            outcomes
+                .send(dropped)
+                .await
+                .map_err(|_| DriveError::ReceiverGone)?;
+            continue;
+        };
+        report.started += 1;
+        let request = Request {
+            index,
+            submission,
+            target,
+            intended,
+        };
+        tokio::spawn(request.run(Arc::clone(&client), outcomes.clone(), slot));
+    }
+    // Every slot back means every started request has reported.
+    let all = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
+    let _drained = slots
+        .acquire_many(all)
+        .await
+        .expect("the semaphore is never closed");
+    Ok(report)
+}
+
+/// A free slot, waiting for one until `deadline` at most.
+async fn take_slot(slots: &Arc<Semaphore>, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+    if Instant::now() > deadline {
+        return None;
+    }
+    if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+        return Some(slot);
+    }
+    tokio::time::timeout_at(deadline.into(), Arc::clone(slots).acquire_owned())
+        .await
+        .ok()
+        .map(|acquired| acquired.expect("the semaphore is never closed"))
+}
+
+struct Request {
+    index: u64,
+    submission: Submission,
+    target: u32,
+    intended: Instant,
+}
+
+impl Request {
+    async fn run(
+        self,
+        client: Arc<HttpClient>,
+        outcomes: mpsc::Sender<Outcome>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let sent = Instant::now();
+        let result = client
+            .submit(self.target as usize, self.submission.body())
+            .await;
+        let completed = Instant::now();
+        let outcome = Outcome {
+            index: self.index,
+            submission: self.submission,
+            target: self.target,
+            intended: self.intended,
+            sent: Some(sent),
+            completed: Some(completed),
+            result: match result {
+                Ok(answer) => OutcomeResult::Answered(answer),
+                Err(error) => OutcomeResult::Failed(error),
+            },
+        };
+        // A closed channel means the recorder is gone; the dispatcher
+        // notices on its next send and stops the run.
+        let _ = outcomes.send(outcome).await;
+        drop(slot);
+    }
+}
