@@ -26,3 +26,4 @@ pub use batch::{
     FreshResponse, RecordContent, RecordInput, SealedRecord, StagedWrite,
 };
 pub use config::ArbiterConfig;
+pub mod shell;

@@ -41,3 +41,4 @@ pub use error::{LedgerError, StorageFailure};
 pub use publication::{PublicationNote, PublicationTracker};
 pub use scheduler::{CommitLimits, CommitScheduler};
 pub use store::{ExpiryCandidate, Ledger, LedgerConfig, LedgerReader, PartitionWatermark};
+pub mod shell;

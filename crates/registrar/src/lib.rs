@@ -27,3 +27,4 @@ pub use registrar::{
     EntityWriteAt, LoadError, LoadedWatermark, PendingPrewarm, PrewarmedBatch, RecordKeys, Refused,
     Registrar, StartError, StateUnavailable, WatermarkAdvanced,
 };
+pub mod shell;

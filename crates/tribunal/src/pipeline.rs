@@ -11,46 +11,24 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arbiter::{
-    Arbiter, ArbiterConfig, ArbiterHalt, BatchInput, CommandSlot, FreshCommand, RecordContent,
-    RecordInput,
-};
+use arbiter::{Arbiter, ArbiterConfig, ArbiterHalt};
+use domain::EvaluationContext;
 use domain::inventory::{Inventory, InventoryCommand, InventoryLimits};
-use domain::{EntityWrite, EvaluationContext};
-use ledger::{
-    GroupCommit, Ledger, LedgerConfig, LedgerError, LedgerReader, RecordPosition, SealedRecord,
-    StoredOutput, WardenChange,
-};
-use protocol::envelope::RecordDigest;
+use ledger::{Ledger, LedgerConfig, LedgerError, LedgerReader, PartitionWatermark};
 use protocol::position::{Offset, Partition, StreamTime};
-use registrar::{
-    Admission, AdmitError, ApplyError, DurableError, EntityWriteAt, LoadError, LoadedWatermark,
-    RecordKeys, Registrar, RegistrarConfig, StartError,
-};
-use usher::{DecodeLimits, Delivery, DeliveryResult, decode_record};
-use warden::{
-    Classification, EntryDecodeError, ExpiryCandidate, FetchedEntry, IncomingCommand, StoredEntry,
-    Warden, WardenConfig, WardenError,
-};
+use registrar::shell::RegistrarShellError;
+use registrar::{DurableError, EntityWriteAt, LoadedWatermark, Registrar, RegistrarConfig, StartError};
+use usher::{DecodeLimits, Delivery, decode_record};
+use warden::shell::WardenShellError;
+use warden::{Warden, WardenConfig, WardenError};
+
+use crate::batch;
+pub use crate::batch::SealedOutputs;
+use crate::store::LedgerStore;
 
 /// One input record as fetched: offset, Kafka timestamp (Unix millis) and
 /// value (`None` for a tombstone).
 pub type InputRecord = (Offset, i64, Option<Vec<u8>>);
-
-/// What one record produced: its outputs in index order and their digest,
-/// durable when returned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SealedOutputs {
-    pub offset: Offset,
-    pub outputs: Vec<Vec<u8>>,
-    pub digest: RecordDigest,
-    /// One per output; empty for a dead letter.
-    pub idempotency_keys: Vec<String>,
-    /// The record's stream time, Unix milliseconds.
-    pub record_timestamp: i64,
-    /// The fixed reason token of a dead-lettered record.
-    pub dead_letter_reason: Option<&'static str>,
-}
 
 /// Why a batch was not processed. Any error but the input checks
 /// ([`PipelineError::UnknownPartition`], [`PipelineError::OffsetNotAfter`],
@@ -71,29 +49,64 @@ pub enum PipelineError {
     },
     #[error("a batch of {records} records exceeds the bound of {bound}")]
     BatchTooLarge { records: usize, bound: usize },
-    #[error("the entity cache took {admitted} of the batch's {offered} records")]
-    BatchDoesNotFitCache { admitted: usize, offered: usize },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    #[error("the stored Warden entry of {key:?} cannot be decoded: {error}")]
-    UndecodableEntry {
-        key: String,
-        error: EntryDecodeError,
-    },
     #[error(transparent)]
-    Warden(#[from] WardenError),
+    Warden(#[from] WardenShellError),
+    #[error(transparent)]
+    WardenCore(#[from] WardenError),
     #[error(transparent)]
     RegistrarStart(#[from] StartError),
     #[error(transparent)]
-    Admit(#[from] AdmitError),
-    #[error(transparent)]
-    Prewarm(#[from] LoadError),
-    #[error(transparent)]
-    ApplyWrites(#[from] ApplyError),
+    Registrar(#[from] RegistrarShellError),
     #[error(transparent)]
     Durable(#[from] DurableError),
     #[error(transparent)]
     Arbiter(#[from] ArbiterHalt),
+}
+
+/// One instance's cores over one Ledger, opened from its watermarks:
+/// nothing cached survives a restart, the Warden and the Registrar read
+/// what they need from the Ledger. The node hands each core to its actor;
+/// the [`Pipeline`] drives them itself.
+#[derive(Debug)]
+pub struct Cores {
+    pub domain: Inventory,
+    pub warden: Warden,
+    pub registrar: Registrar,
+    pub arbiter: Arbiter<Inventory>,
+    pub ledger: Ledger,
+    pub reader: LedgerReader,
+    pub watermarks: Vec<PartitionWatermark>,
+}
+
+impl Cores {
+    pub fn open(
+        data_dir: &Path,
+        partitions: u32,
+        arbiter_config: ArbiterConfig,
+    ) -> Result<Cores, PipelineError> {
+        let ledger = Ledger::open(data_dir, LedgerConfig::new(partitions))?;
+        let watermarks = ledger.watermarks();
+        let loaded: Vec<LoadedWatermark> = watermarks
+            .iter()
+            .map(|watermark| LoadedWatermark {
+                partition: watermark.partition,
+                applied_offset: watermark.applied_offset,
+            })
+            .collect();
+        let domain = Inventory::new(InventoryLimits::default());
+        Ok(Cores {
+            warden: Warden::new(WardenConfig::default())
+                .expect("the Warden's default config is valid"),
+            registrar: Registrar::new(RegistrarConfig::default(), &loaded)?,
+            arbiter: Arbiter::new(domain, arbiter_config),
+            domain,
+            reader: ledger.reader(),
+            ledger,
+            watermarks,
+        })
+    }
 }
 
 /// Where a partition stands: what is durable, and the stream time and
@@ -105,39 +118,24 @@ struct PartitionState {
     outcome_resume_offset: Offset,
 }
 
-/// One instance's cores over one Ledger, for the inventory domain.
+/// One instance's pipeline, driven sequentially on the caller's thread.
 #[derive(Debug)]
 pub struct Pipeline {
     partitions: u32,
     decode_limits: DecodeLimits,
-    domain: Inventory,
-    warden: Warden,
-    registrar: Registrar,
-    arbiter: Arbiter<Inventory>,
-    ledger: Ledger,
-    reader: LedgerReader,
+    cores: Cores,
+    store: LedgerStore,
     states: BTreeMap<Partition, PartitionState>,
 }
 
 impl Pipeline {
-    /// Opens (or creates) the Ledger in `data_dir` and starts the cores from
-    /// its watermarks: nothing cached survives, the Warden and the Registrar
-    /// read what they need from the Ledger.
+    /// Opens (or creates) the Ledger in `data_dir` and starts the cores
+    /// from its watermarks.
     pub fn open(data_dir: &Path, partitions: u32) -> Result<Pipeline, PipelineError> {
-        Self::open_with(data_dir, partitions, ArbiterConfig::default())
-    }
-
-    /// [`Pipeline::open`] with an Arbiter configuration (evaluation workers,
-    /// the test-only corruption flag).
-    pub fn open_with(
-        data_dir: &Path,
-        partitions: u32,
-        arbiter_config: ArbiterConfig,
-    ) -> Result<Pipeline, PipelineError> {
-        let ledger = Ledger::open(data_dir, LedgerConfig::new(partitions))?;
-        let states: BTreeMap<Partition, PartitionState> = ledger
-            .watermarks()
-            .into_iter()
+        let cores = Cores::open(data_dir, partitions, ArbiterConfig::default())?;
+        let states = cores
+            .watermarks
+            .iter()
             .map(|watermark| {
                 (
                     watermark.partition,
@@ -149,24 +147,11 @@ impl Pipeline {
                 )
             })
             .collect();
-        let loaded: Vec<LoadedWatermark> = states
-            .iter()
-            .map(|(&partition, state)| LoadedWatermark {
-                partition,
-                applied_offset: state.applied_offset,
-            })
-            .collect();
-        let domain = Inventory::new(InventoryLimits::default());
         Ok(Pipeline {
             partitions,
             decode_limits: DecodeLimits::default(),
-            warden: Warden::new(WardenConfig::default())
-                .expect("the Warden's default config is valid"),
-            registrar: Registrar::new(RegistrarConfig::default(), &loaded)?,
-            arbiter: Arbiter::new(domain, arbiter_config),
-            domain,
-            reader: ledger.reader(),
-            ledger,
+            store: LedgerStore(cores.reader.clone()),
+            cores,
             states,
         })
     }
@@ -179,21 +164,9 @@ impl Pipeline {
             .map(|state| state.applied_offset)
     }
 
-    /// The stream time stored with `partition`'s watermark.
-    pub fn stream_time(&self, partition: Partition) -> Option<StreamTime> {
-        self.states.get(&partition).map(|state| state.stream_time)
-    }
-
-    /// Where `partition`'s outcome reader resumes after a restart.
-    pub fn outcome_resume_offset(&self, partition: Partition) -> Option<Offset> {
-        self.states
-            .get(&partition)
-            .map(|state| state.outcome_resume_offset)
-    }
-
     /// A reader of the Ledger, for the durable state.
     pub fn reader(&self) -> LedgerReader {
-        self.reader.clone()
+        self.cores.reader.clone()
     }
 
     /// Processes one batch of consecutive records of `partition` (offsets
@@ -218,9 +191,7 @@ impl Pipeline {
         self.process_deliveries(partition, &deliveries)
     }
 
-    /// [`Pipeline::process`] for records the Usher already decoded and
-    /// stamped with their stream time (the node's path).
-    pub fn process_deliveries(
+    fn process_deliveries(
         &mut self,
         partition: Partition,
         deliveries: &[Delivery<InventoryCommand>],
@@ -232,7 +203,7 @@ impl Pipeline {
                 partition,
                 partitions: self.partitions,
             })?;
-        let bound = self.arbiter.config().max_batch_records;
+        let bound = self.cores.arbiter.config().max_batch_records;
         if deliveries.len() > bound {
             return Err(PipelineError::BatchTooLarge {
                 records: deliveries.len(),
@@ -250,95 +221,57 @@ impl Pipeline {
             }
             previous = offset;
         }
-        let Some(last_offset) = deliveries.last().map(|delivery| delivery.offset) else {
+        let (Some(last_offset), Some(last_stream_time)) = (
+            deliveries.last().map(|delivery| delivery.offset),
+            batch::last_stream_time(deliveries),
+        ) else {
             return Ok(Vec::new());
         };
-
-        let batch = self.classify(partition, deliveries)?;
-        let prewarmed = self.prewarm(partition, &batch)?;
+        let cores = &mut self.cores;
+        let classifications =
+            warden::shell::classify_batch(&mut cores.warden, &self.store, partition, deliveries)?;
+        let input = batch::batch_input(partition, deliveries, classifications);
+        let prewarmed = registrar::shell::prewarm(
+            &mut cores.registrar,
+            &self.store,
+            partition,
+            &batch::record_keys(&cores.domain, &input),
+        )?;
         let context = EvaluationContext {
             partition,
             partitions: self.partitions,
         };
-        let evaluated = self
+        let evaluated = cores
             .arbiter
-            .evaluate_batch(context, &batch, &self.registrar)?;
-        for sealed in &evaluated.records {
-            for response in &sealed.responses {
-                // The Arbiter already copied these answers into the
-                // duplicates' outputs (CommandSlot::DuplicateOf).
-                self.warden
-                    .record_response(response.position, response.envelope.clone())?;
-            }
+            .evaluate_batch(context, &input, &cores.registrar)?;
+        for (position, envelope) in batch::fresh_responses(&evaluated) {
+            cores.warden.record_response(position, envelope)?;
         }
-        let writes = evaluated.records.iter().flat_map(|sealed| {
-            sealed.writes.iter().map(|write| EntityWriteAt {
-                position: write.position,
-                key: &write.key,
-                state: &write.state,
-            })
-        });
-        self.registrar
-            .apply_batch_writes(prewarmed, writes)
-            .map_err(|refused| refused.error)?;
-
-        let mut commit = GroupCommit::new(deliveries.len());
-        let mut sealed_outputs = Vec::with_capacity(deliveries.len());
-        for (sealed, delivery) in evaluated.records.iter().zip(deliveries) {
-            assert_eq!(
-                sealed.offset, delivery.offset,
-                "records stay in offset order"
-            );
-            let idempotency_keys = delivery
-                .commands()
-                .iter()
-                .map(|command| command.idempotency_key.clone())
-                .collect();
-            let output = StoredOutput::new(
-                sealed.outputs.clone(),
-                idempotency_keys,
-                delivery.stream_time.millis(),
-            );
-            assert_eq!(
-                output.digest, sealed.digest.0,
-                "the stored digest is the sealed one"
-            );
-            sealed_outputs.push(SealedOutputs {
-                offset: sealed.offset,
-                outputs: output.outputs.clone(),
-                digest: sealed.digest,
-                idempotency_keys: output.idempotency_keys.clone(),
-                record_timestamp: output.record_timestamp,
-                dead_letter_reason: delivery.dead_letter().map(|letter| letter.reason().token()),
-            });
-            commit.push(SealedRecord {
-                position: RecordPosition {
-                    partition,
-                    offset: sealed.offset,
-                },
-                stream_time: delivery.stream_time,
-                entity_writes: sealed
-                    .writes
-                    .iter()
-                    .map(|write| EntityWrite {
-                        key: write.key.clone(),
-                        state: write.state.clone(),
-                    })
-                    .collect(),
-                output,
-            });
-        }
-        let last_stream_time = deliveries
-            .last()
-            .expect("a non-empty batch has deliveries")
-            .stream_time;
-        self.add_warden_changes(&mut commit, partition, last_offset, last_stream_time)?;
-        commit.set_outcome_resume_offset(partition, state.outcome_resume_offset);
-        let durable = self.ledger.write(commit)?;
+        let writes = batch::staged_writes(&evaluated);
+        registrar::shell::apply_writes(
+            &mut cores.registrar,
+            prewarmed,
+            writes.iter().map(|(position, key, state)| EntityWriteAt {
+                position: *position,
+                key,
+                state,
+            }),
+        )?;
+        let delta = warden::shell::commit_delta(
+            &mut cores.warden,
+            &self.store,
+            partition,
+            last_offset,
+            last_stream_time,
+        )?;
+        let (commit, sealed) =
+            batch::seal_commit(evaluated, deliveries, delta, state.outcome_resume_offset);
+        let durable = cores.ledger.write(commit)?;
         for range in &durable.ranges {
-            self.registrar
+            cores
+                .registrar
                 .on_durable(range.partition, range.last_offset)?;
-            self.warden.on_durable(range.partition, range.last_offset)?;
+            cores.warden.on_durable(range.partition, range.last_offset)?;
         }
         self.states.insert(
             partition,
@@ -348,7 +281,7 @@ impl Pipeline {
                 outcome_resume_offset: state.outcome_resume_offset,
             },
         );
-        Ok(sealed_outputs)
+        Ok(sealed)
     }
 
     /// The Usher's part: each record decoded, carrying the partition's
@@ -364,7 +297,7 @@ impl Pipeline {
             .map(|(offset, timestamp, payload)| {
                 stream_time = stream_time.advanced_by(StreamTime(*timestamp));
                 decode_record(
-                    &self.domain,
+                    &self.cores.domain,
                     &self.decode_limits,
                     partition,
                     *offset,
@@ -373,177 +306,6 @@ impl Pipeline {
                 )
             })
             .collect()
-    }
-
-    /// The Warden's part: one Ledger multi-get for the batch's keys, then
-    /// every command classified in log order.
-    fn classify(
-        &mut self,
-        partition: Partition,
-        deliveries: &[Delivery<InventoryCommand>],
-    ) -> Result<BatchInput<InventoryCommand>, PipelineError> {
-        let batch_keys = deliveries
-            .iter()
-            .flat_map(Delivery::commands)
-            .map(|command| command.idempotency_key.as_str());
-        let to_fetch = self.warden.plan_fetch(partition, batch_keys);
-        let stored = self.reader.warden_entries(partition, &to_fetch)?;
-        let fetched = to_fetch
-            .into_iter()
-            .zip(stored)
-            .map(|(key, bytes)| {
-                let entry = match bytes {
-                    Some(bytes) => Some(StoredEntry::decode(&bytes).map_err(|error| {
-                        PipelineError::UndecodableEntry {
-                            key: key.clone(),
-                            error,
-                        }
-                    })?),
-                    None => None,
-                };
-                Ok(FetchedEntry { key, entry })
-            })
-            .collect::<Result<Vec<_>, PipelineError>>()?;
-        self.warden.accept_fetched(partition, fetched)?;
-
-        let mut records = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            let content = match &delivery.result {
-                DeliveryResult::DeadLettered(letter) => RecordContent::DeadLettered {
-                    reason: letter.reason().token(),
-                },
-                DeliveryResult::Decoded(commands) => {
-                    let mut slots = Vec::with_capacity(commands.len());
-                    for command in commands {
-                        let classification = self.warden.classify(&IncomingCommand {
-                            position: command.position,
-                            idempotency_key: &command.idempotency_key,
-                            command: &command.bytes,
-                            stream_time: delivery.stream_time,
-                        })?;
-                        slots.push(match classification {
-                            Classification::Fresh => CommandSlot::Fresh(FreshCommand {
-                                position: command.position,
-                                idempotency_key: command.idempotency_key.clone(),
-                                command: command.command.clone(),
-                            }),
-                            Classification::Duplicate { response: envelope }
-                            | Classification::KeyReused {
-                                rejection: envelope,
-                            } => CommandSlot::Answered { envelope },
-                            Classification::DuplicateAwaitingAnswer { first_position } => {
-                                CommandSlot::DuplicateOf { first_position }
-                            }
-                        });
-                    }
-                    RecordContent::Commands(slots)
-                }
-            };
-            records.push(RecordInput {
-                offset: delivery.offset,
-                content,
-            });
-        }
-        Ok(BatchInput { partition, records })
-    }
-
-    /// The Registrar's part: the whole batch admitted, the keys it lacks
-    /// read from the Ledger in one multi-get.
-    fn prewarm(
-        &mut self,
-        partition: Partition,
-        batch: &BatchInput<InventoryCommand>,
-    ) -> Result<registrar::PrewarmedBatch, PipelineError> {
-        let record_keys: Vec<RecordKeys> = batch
-            .records
-            .iter()
-            .map(|record| {
-                let fresh = match &record.content {
-                    RecordContent::DeadLettered { .. } => &[][..],
-                    RecordContent::Commands(slots) => &slots[..],
-                };
-                RecordKeys::of_fresh_commands(
-                    record.offset,
-                    &self.domain,
-                    fresh.iter().filter_map(|slot| match slot {
-                        CommandSlot::Fresh(fresh) => Some(&fresh.command),
-                        CommandSlot::Answered { .. } | CommandSlot::DuplicateOf { .. } => None,
-                    }),
-                )
-            })
-            .collect();
-        let pending = match self.registrar.admit(partition, &record_keys)? {
-            Admission::Prewarm(pending) if pending.remainder_records() == 0 => pending,
-            Admission::Prewarm(pending) => {
-                return Err(PipelineError::BatchDoesNotFitCache {
-                    admitted: pending.admitted_records(),
-                    offered: record_keys.len(),
-                });
-            }
-            Admission::WaitForRoom => {
-                return Err(PipelineError::BatchDoesNotFitCache {
-                    admitted: 0,
-                    offered: record_keys.len(),
-                });
-            }
-        };
-        let states = if pending.keys_to_read().is_empty() {
-            Vec::new()
-        } else {
-            self.reader.entities(pending.keys_to_read())?
-        };
-        self.registrar
-            .complete_prewarm(pending, states)
-            .map_err(|refused| PipelineError::Prewarm(refused.error))
-    }
-
-    /// The Warden's changes for the commit through `through_offset`: the
-    /// entries the batch created, and the expired entries to purge.
-    fn add_warden_changes(
-        &mut self,
-        commit: &mut GroupCommit,
-        partition: Partition,
-        through_offset: Offset,
-        stream_time: StreamTime,
-    ) -> Result<(), PipelineError> {
-        let cutoff = self.warden.expiry_cutoff(stream_time);
-        let max_purges = self.warden.config().max_purges_per_commit;
-        let candidates = self
-            .reader
-            .expiry_candidates(partition, cutoff, max_purges)?
-            .into_iter()
-            .map(|candidate| ExpiryCandidate {
-                first_seen: candidate.first_seen,
-                key: candidate.key,
-            })
-            .collect();
-        let delta = self
-            .warden
-            .commit_delta(partition, through_offset, stream_time, candidates)?;
-        for put in delta.puts {
-            let first_seen = put.entry.first_seen;
-            if let Some(replaced) = put.replaces_first_seen.filter(|&old| old != first_seen) {
-                commit.push_warden_change(WardenChange::DropStaleExpiryRow {
-                    partition,
-                    key: put.entry.key.clone(),
-                    first_seen: replaced,
-                });
-            }
-            commit.push_warden_change(WardenChange::Put {
-                partition,
-                key: put.entry.key.clone(),
-                first_seen,
-                entry: put.entry.encode(),
-            });
-        }
-        for purge in delta.purges {
-            commit.push_warden_change(WardenChange::Purge {
-                partition,
-                key: purge.key,
-                first_seen: purge.first_seen,
-            });
-        }
-        Ok(())
     }
 }
 

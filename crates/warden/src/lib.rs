@@ -30,3 +30,4 @@ pub use warden::{
 
 #[cfg(test)]
 mod tests;
+pub mod shell;

@@ -17,7 +17,7 @@ use protocol::records::{DeadLetterRecord, Publication};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::node::processing::Committed;
-use crate::pipeline::SealedOutputs;
+use crate::batch::SealedOutputs;
 
 /// How long one produce may wait in librdkafka's queue when it is full.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(1);

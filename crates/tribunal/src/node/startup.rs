@@ -12,7 +12,7 @@ use crate::cluster::CLUSTER_KEY_ENV;
 use crate::lifecycle::{InstanceStatus, Lifecycle, LogBounds, ReplayFrom};
 use crate::node::args::NodeArgs;
 use crate::node::exit;
-use crate::pipeline::Pipeline;
+use crate::pipeline::Cores;
 
 /// How long a starting node waits for the broker to answer.
 const BROKER_DEADLINE: Duration = Duration::from_secs(60);
@@ -45,7 +45,7 @@ impl StartFailure {
 pub struct Started {
     pub cluster_key: Vec<u8>,
     pub topics: Topics,
-    pub pipeline: Pipeline,
+    pub cores: Cores,
     pub lifecycle: Lifecycle,
     pub replays: Vec<ReplayFrom>,
     /// Per partition: the log end when recovery started.
@@ -68,7 +68,7 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
     if args.corrupt_outputs_for_detection_test {
         tracing::warn!("TEST ONLY: this instance corrupts its outputs");
     }
-    let pipeline = Pipeline::open_with(&args.data_dir, args.partitions, arbiter_config)
+    let cores = Cores::open(&args.data_dir, args.partitions, arbiter_config)
         .map_err(|error| StartFailure::Ledger(error.to_string()))?;
     let profile = args.broker_profile();
     if profile.kind == BrokerKind::External {
@@ -86,9 +86,12 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
     let loaded: Vec<(Partition, Offset, LogBounds)> = bounds
         .iter()
         .map(|&(partition, bounds)| {
-            let applied = pipeline
-                .applied_offset(partition)
-                .expect("the Ledger holds every input partition's watermark");
+            let applied = cores
+                .watermarks
+                .iter()
+                .find(|watermark| watermark.partition == partition)
+                .expect("the Ledger holds every input partition's watermark")
+                .applied_offset;
             (partition, applied, bounds)
         })
         .collect();
@@ -111,7 +114,7 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
     Ok(Started {
         cluster_key,
         topics,
-        pipeline,
+        cores,
         lifecycle,
         replays,
         log_ends: bounds

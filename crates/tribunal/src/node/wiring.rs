@@ -31,7 +31,15 @@ use crate::lifecycle::{HaltReason, InstanceStatus};
 use crate::node::args::NodeArgs;
 use crate::node::exit;
 use crate::node::outcome_reader::OutcomeReader;
-use crate::node::processing::{Committed, ProcessingActor, ProcessingOutbox};
+use crate::node::processing::{
+    Committed, PartitionState, ProcessingActor, ProcessingOutbox, Stages,
+};
+use crate::pipeline::Cores;
+use crate::store::LedgerStore;
+use arbiter::shell::ArbiterActor;
+use ledger::shell::LedgerActor;
+use registrar::shell::RegistrarActor;
+use warden::shell::WardenActor;
 use crate::node::publisher::{Forget, PublisherActor, PublisherMetrics, PublisherTopics};
 use crate::node::startup::Started;
 use crate::node::status::{NodeStatus, Observed};
@@ -65,25 +73,24 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
     let Started {
         cluster_key,
         topics,
-        pipeline,
+        cores,
         lifecycle,
         replays,
         log_ends,
     } = started;
     let id = args.id;
     let profile = args.broker_profile();
-    let reader = pipeline.reader();
+    let reader = cores.reader.clone();
     let partitions: Vec<Partition> = (0..args.partitions).collect();
-    let watermarks: Vec<(Partition, Offset, StreamTime, Offset)> = partitions
+    let watermarks: Vec<(Partition, Offset, StreamTime, Offset)> = cores
+        .watermarks
         .iter()
-        .map(|&partition| {
+        .map(|watermark| {
             (
-                partition,
-                pipeline.applied_offset(partition).expect("every partition"),
-                pipeline.stream_time(partition).expect("every partition"),
-                pipeline
-                    .outcome_resume_offset(partition)
-                    .expect("every partition"),
+                watermark.partition,
+                watermark.applied_offset,
+                watermark.stream_time,
+                watermark.outcome_resume_offset,
             )
         })
         .collect();
@@ -164,20 +171,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
     }
     clerk.do_send(RetainedOutputsLoaded(retained));
 
-    let processing_pipeline = Mutex::new(Some(pipeline));
-    let processing_outbox = Mutex::new(Some(ProcessingOutbox {
-        watermark: hub.clone().recipient(),
-        committed: hub.clone().recipient(),
-    }));
-    let processing_status = status.clone();
-    let processing = SyncArbiter::start(1, move || {
-        let take = |what: &str| format!("the pipeline thread starts once; {what} taken twice");
-        ProcessingActor::new(
-            lock(&processing_pipeline).take().expect(&take("pipeline")),
-            lock(&processing_outbox).take().expect(&take("outbox")),
-            processing_status.clone(),
-        )
-    });
+    let processing = start_processing(cores, &watermarks, args.partitions, &status, &hub);
 
     let assignments: Vec<Assignment> = watermarks
         .iter()
@@ -283,6 +277,75 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
     observer.abort();
     server_handle.stop(true).await;
     Ok(code)
+}
+
+/// The core actors (Warden, Registrar on this arbiter; Arbiter and Ledger
+/// on their own threads) and the conductor that takes batches through them.
+fn start_processing(
+    cores: Cores,
+    watermarks: &[(Partition, Offset, StreamTime, Offset)],
+    partitions: u32,
+    status: &NodeStatus,
+    hub: &Addr<NodeHub>,
+) -> Addr<ProcessingActor> {
+    let Cores {
+        domain,
+        warden,
+        registrar,
+        arbiter,
+        ledger,
+        reader,
+        watermarks: _,
+    } = cores;
+    let store = LedgerStore(reader);
+    let arbiter = once_on_thread(arbiter, ArbiterActor::new);
+    let ledger = once_on_thread(ledger, LedgerActor::new);
+    let stages = Stages {
+        domain,
+        partitions,
+        warden: WardenActor::new(warden, store.clone()).start(),
+        registrar: RegistrarActor::new(registrar, store).start(),
+        arbiter,
+        ledger,
+    };
+    ProcessingActor::new(
+        stages,
+        watermarks
+            .iter()
+            .map(|&(partition, applied_offset, _, outcome_resume_offset)| {
+                (
+                    partition,
+                    PartitionState {
+                        applied_offset,
+                        outcome_resume_offset,
+                    },
+                )
+            })
+            .collect(),
+        ProcessingOutbox {
+            watermark: hub.clone().recipient(),
+            committed: hub.clone().recipient(),
+        },
+        status.clone(),
+    )
+    .start()
+}
+
+/// Starts a one-thread `SyncArbiter` actor around `core`; the factory runs
+/// exactly once, on that thread.
+fn once_on_thread<T, A>(core: T, make: fn(T) -> A) -> Addr<A>
+where
+    T: Send + 'static,
+    A: Actor<Context = SyncContext<A>>,
+{
+    let core = Mutex::new(Some(core));
+    SyncArbiter::start(1, move || {
+        make(
+            lock(&core)
+                .take()
+                .expect("a one-thread SyncArbiter builds its actor once"),
+        )
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
