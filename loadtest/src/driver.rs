@@ -4,10 +4,9 @@
 //!
 //! Latency is measured from the intended time (the recorder does it), so a
 //! stalled server cannot hide its tail by slowing the sender down
-//! (coordinated omission, corrected as wrk2 does). The dispatcher sleeps on
-//! tokio's timer (1 ms resolution): requests whose times fall inside one
-//! millisecond go out together, at most about 1 ms late, and that lateness
-//! is part of their measured latency.
+//! (coordinated omission, corrected as wrk2 does). Whatever lateness the
+//! dispatcher itself adds is part of the measured latency, and is reported
+//! on its own as the start lag.
 //!
 //! Requests in flight are bounded (`max_in_flight`, one per HTTP/1.1
 //! connection). A request due while every slot is busy waits for one; a
@@ -18,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::client::{Answer, HttpClient, RequestError};
@@ -70,16 +70,18 @@ pub enum DriveError {
     NoSlots,
 }
 
-/// Dispatches in a row before the dispatcher yields, so request tasks
-/// spawned on its worker run even while it is behind.
-const DISPATCH_BURST: u32 = 128;
-
 /// Runs the whole schedule from `origin`, round-robin over the client's
 /// targets, and returns once every started request has completed (each
 /// bounded by the client's timeout). Every scheduled request yields exactly
 /// one [`Outcome`] on `outcomes`, sent before its slot is released, so a
 /// recorder that cannot keep up slows dispatch (showing as lateness and
 /// drops) instead of growing a queue.
+///
+/// The dispatcher runs on the calling worker's thread, taken out of the
+/// runtime with `block_in_place`, and waits with the OS's sleep (tens of
+/// microseconds of precision instead of the runtime timer's millisecond);
+/// requests run as tasks on the other workers. Needs the multi-thread
+/// runtime.
 pub async fn drive(
     schedule: &Schedule,
     origin: Instant,
@@ -92,77 +94,100 @@ pub async fn drive(
         return Err(DriveError::NoSlots);
     }
     let slots = Arc::new(Semaphore::new(config.max_in_flight));
-    let targets = client.target_count();
-    let mut report = DriveReport {
-        scheduled: schedule.total_requests(),
-        started: 0,
-        dropped: 0,
+    let runtime = Handle::current();
+    let dispatcher = Dispatcher {
+        runtime: &runtime,
+        slots: &slots,
+        client: &client,
+        outcomes: &outcomes,
+        config,
     };
-    let mut burst = 0;
-    for index in 0..schedule.total_requests() {
-        let offset = schedule
-            .intended(index)
-            .expect("every index below total_requests has a time");
-        let intended = origin + offset;
-        let submission = workload.next_submission();
-        let target = u32::try_from(index % targets as u64).expect("a target index fits u32");
-        if intended > Instant::now() {
-            tokio::time::sleep_until(intended.into()).await;
-            burst = 0;
-        } else {
-            burst += 1;
-            if burst >= DISPATCH_BURST {
-                tokio::task::yield_now().await;
-                burst = 0;
-            }
-        }
-        let Some(slot) = take_slot(&slots, intended + config.max_lag).await else {
-            report.dropped += 1;
-            let dropped = Outcome {
-                index,
-                submission,
-                target,
-                intended,
-                sent: None,
-                completed: None,
-                result: OutcomeResult::Dropped,
-            };
-            outcomes
-                .send(dropped)
-                .await
-                .map_err(|_| DriveError::ReceiverGone)?;
-            continue;
-        };
-        report.started += 1;
-        let request = Request {
-            index,
-            submission,
-            target,
-            intended,
-        };
-        tokio::spawn(request.run(Arc::clone(&client), outcomes.clone(), slot));
-    }
+    let report = tokio::task::block_in_place(|| dispatcher.run(schedule, origin, workload));
+    drop(outcomes);
     // Every slot back means every started request has reported.
     let all = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
     let _drained = slots
         .acquire_many(all)
         .await
         .expect("the semaphore is never closed");
-    Ok(report)
+    report
 }
 
-/// A free slot, waiting for one until `deadline` at most.
-async fn take_slot(slots: &Arc<Semaphore>, deadline: Instant) -> Option<OwnedSemaphorePermit> {
-    if Instant::now() > deadline {
-        return None;
+struct Dispatcher<'a> {
+    runtime: &'a Handle,
+    slots: &'a Arc<Semaphore>,
+    client: &'a Arc<HttpClient>,
+    outcomes: &'a mpsc::Sender<Outcome>,
+    config: DriverConfig,
+}
+
+impl Dispatcher<'_> {
+    fn run(
+        &self,
+        schedule: &Schedule,
+        origin: Instant,
+        workload: &mut Workload,
+    ) -> Result<DriveReport, DriveError> {
+        let targets = self.client.target_count() as u64;
+        let mut report = DriveReport {
+            scheduled: schedule.total_requests(),
+            started: 0,
+            dropped: 0,
+        };
+        for index in 0..schedule.total_requests() {
+            let offset = schedule
+                .intended(index)
+                .expect("every index below total_requests has a time");
+            let intended = origin + offset;
+            let submission = workload.next_submission();
+            let target = u32::try_from(index % targets).expect("a target index fits u32");
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let Some(slot) = self.take_slot(intended + self.config.max_lag) else {
+                report.dropped += 1;
+                let dropped = Outcome {
+                    index,
+                    submission,
+                    target,
+                    intended,
+                    sent: None,
+                    completed: None,
+                    result: OutcomeResult::Dropped,
+                };
+                self.outcomes
+                    .blocking_send(dropped)
+                    .map_err(|_| DriveError::ReceiverGone)?;
+                continue;
+            };
+            report.started += 1;
+            let request = Request {
+                index,
+                submission,
+                target,
+                intended,
+            };
+            self.runtime
+                .spawn(request.run(Arc::clone(self.client), self.outcomes.clone(), slot));
+        }
+        Ok(report)
     }
-    if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
-        return Some(slot);
+
+    /// A free slot, waiting for one until `deadline` at most.
+    fn take_slot(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        if Instant::now() > deadline {
+            return None;
+        }
+        if let Ok(slot) = Arc::clone(self.slots).try_acquire_owned() {
+            return Some(slot);
+        }
+        let wait = tokio::time::timeout_at(deadline.into(), Arc::clone(self.slots).acquire_owned());
+        self.runtime
+            .block_on(wait)
+            .ok()
+            .map(|acquired| acquired.expect("the semaphore is never closed"))
     }
-    tokio::time::timeout_at(deadline.into(), Arc::clone(slots).acquire_owned())
-        .await
-        .ok()
-        .map(|acquired| acquired.expect("the semaphore is never closed"))
 }
 
 struct Request {

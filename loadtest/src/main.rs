@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 use loadtest::cluster_start::ClusterRequest;
+use loadtest::fake_target::{FakeCluster, FakeClusterConfig};
 use loadtest::measure::Progress;
 use loadtest::report::{Verdict, default_report_dir, utc_timestamp};
 use loadtest::run::{RunConfig, print_summary, run};
@@ -99,17 +100,53 @@ struct Args {
     /// How long the targets get to answer /health with ready.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
+    /// Load an in-process fake cluster instead of real targets: measures
+    /// the generator itself and shows the report; says nothing about Tribunal.
+    #[arg(long, conflicts_with = "target")]
+    fake_target: bool,
     /// No per-second line.
     #[arg(long)]
     quiet: bool,
 }
 
+/// `loadtest node ...`: this binary as a node of the embedded cluster.
+#[derive(Debug, Parser)]
+struct NodeMode {
+    #[command(flatten)]
+    node: tribunal::node::NodeArgs,
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(loadtest::cluster_start::NODE_SUBCOMMAND) {
+        let mode = NodeMode::parse_from(
+            std::env::args()
+                .enumerate()
+                .filter(|&(i, _)| i != 1)
+                .map(|(_, arg)| arg),
+        );
+        return tribunal::node::run(mode.node);
+    }
     let args = Args::parse();
     if args.baseline {
         eprintln!("loadtest: --baseline is not built yet");
         return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
     }
+    // Kept alive for the whole run: the fake's listeners live on it.
+    let fake = if args.fake_target {
+        match start_fake_cluster(args.instances) {
+            Ok(fake) => Some(fake),
+            Err(error) => {
+                eprintln!("loadtest: could not start the fake target: {error}");
+                return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
+            }
+        }
+    } else {
+        None
+    };
+    let targets = match &fake {
+        Some((_, cluster)) => cluster.urls(),
+        None => args.target,
+    };
     let started = SystemTime::now();
     let timestamp = utc_timestamp(started);
     let config = RunConfig {
@@ -117,7 +154,7 @@ fn main() -> ExitCode {
         duration: args.duration,
         warmup: args.warmup,
         ramp_from: args.ramp,
-        targets: args.target,
+        targets,
         cluster: ClusterRequest {
             instances: args.instances,
             brokers: args.brokers,
@@ -176,4 +213,19 @@ fn main() -> ExitCode {
             ExitCode::from(loadtest::EXIT_COULD_NOT_START)
         }
     }
+}
+
+/// The fake cluster on a runtime of its own (thread `fake-target`), so its
+/// CPU is told apart from the generator's.
+fn start_fake_cluster(instances: u8) -> std::io::Result<(tokio::runtime::Runtime, FakeCluster)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("fake-target")
+        .enable_all()
+        .build()?;
+    let cluster = runtime.block_on(FakeCluster::start(FakeClusterConfig {
+        instances: usize::from(instances),
+        ..FakeClusterConfig::default()
+    }))?;
+    Ok((runtime, cluster))
 }

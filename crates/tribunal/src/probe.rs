@@ -1,6 +1,7 @@
-//! Blocking HTTP requests to a node, for the cluster launcher and tests:
-//! each call runs its own current-thread runtime, so it must not be called
-//! from inside an async task (use a blocking thread there).
+//! Blocking HTTP requests to a node, for the cluster launcher and tests.
+//! Each call runs its own current-thread runtime; called from inside an
+//! async runtime, it runs on a scoped thread of its own (a runtime cannot
+//! block inside another).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -59,6 +60,23 @@ pub fn is_ready(addr: SocketAddr) -> bool {
 }
 
 fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<Response, ProbeError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|scope| {
+            scope
+                .spawn(|| send_blocking(addr, method, path, body))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+    }
+    send_blocking(addr, method, path, body)
+}
+
+fn send_blocking(
     addr: SocketAddr,
     method: &str,
     path: &str,

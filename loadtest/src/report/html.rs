@@ -227,7 +227,7 @@ fn latency_over_time(measurements: &Measurements) -> String {
                 .iter()
                 .map(|s| {
                     (
-                        f64::from(s.second) + 1.0,
+                        f64::from(s.second) + 0.5,
                         s.latency.value_at_quantile(*q) as f64 / 1_000.0,
                     )
                 })
@@ -240,11 +240,11 @@ fn latency_over_time(measurements: &Measurements) -> String {
         style: Style::Dashed,
         points: seconds
             .iter()
-            .map(|s| (f64::from(s.second) + 1.0, s.latency.max() as f64 / 1_000.0))
+            .map(|s| (f64::from(s.second) + 0.5, s.latency.max() as f64 / 1_000.0))
             .collect(),
     });
     Chart {
-        title: "Latency over time (from intended send time, by completion second)",
+        title: "Latency over time (from intended send time; each second's completions)",
         x: time_axis(measurements),
         y: log_axis("latency (ms)", &series),
         shade: warmup_span(measurements),
@@ -262,7 +262,7 @@ fn throughput_over_time(measurements: &Measurements) -> String {
             points: measurements
                 .seconds
                 .iter()
-                .map(|s| (f64::from(s.second) + 1.0, value(s) as f64))
+                .map(|s| (f64::from(s.second) + 0.5, value(s) as f64))
                 .collect(),
         };
     let series = vec![
