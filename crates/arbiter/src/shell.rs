@@ -50,7 +50,11 @@ where
 {
     type Result = Result<EvaluatedBatch, ArbiterHalt>;
 
-    fn handle(&mut self, request: Evaluate<D::Command, S>, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(
+        &mut self,
+        request: Evaluate<D::Command, S>,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
         self.arbiter
             .evaluate_batch(request.context, &request.batch, &request.states)
     }

@@ -189,7 +189,11 @@ pub struct ApplyWrites(pub Vec<(CommandPosition, EntityKey, Vec<u8>)>);
 impl<S: EntityStore + Unpin + 'static> Handler<ApplyWrites> for RegistrarActor<S> {
     type Result = Result<(), RegistrarShellError>;
 
-    fn handle(&mut self, ApplyWrites(writes): ApplyWrites, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(
+        &mut self,
+        ApplyWrites(writes): ApplyWrites,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
         let batch = self
             .in_flight
             .take()

@@ -133,7 +133,10 @@ pub fn seal_commit(
     let mut commit = GroupCommit::new(deliveries.len());
     let mut sealed_outputs = Vec::with_capacity(deliveries.len());
     for (sealed, delivery) in evaluated.records.into_iter().zip(deliveries) {
-        assert_eq!(sealed.offset, delivery.offset, "records stay in offset order");
+        assert_eq!(
+            sealed.offset, delivery.offset,
+            "records stay in offset order"
+        );
         let idempotency_keys = delivery
             .commands()
             .iter()

@@ -406,4 +406,3 @@ fn host(instance: u32) -> Ipv4Addr {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
-

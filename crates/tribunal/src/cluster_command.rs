@@ -69,21 +69,30 @@ pub fn run_cluster(args: ClusterArgs, node_subcommand: &str) -> ExitCode {
         Ok(()) => {
             println!("broker: {}", cluster.bootstrap_servers());
             for (instance, url) in cluster.gateway_urls().iter().enumerate() {
-                println!("node {instance}: {url}   (log: {})", cluster.log_path(instance as u32).display());
+                println!(
+                    "node {instance}: {url}   (log: {})",
+                    cluster.log_path(instance as u32).display()
+                );
             }
             println!("ready; Ctrl-C stops the cluster");
             wait_for_stop_signal();
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("tribunal cluster: {error}; node logs are in {}", data_root.display());
+            eprintln!(
+                "tribunal cluster: {error}; node logs are in {}",
+                data_root.display()
+            );
             ExitCode::from(EXIT_COULD_NOT_START)
         }
     };
     cluster.stop(Duration::from_secs(10));
     drop(cluster);
     if temporary && let Err(error) = std::fs::remove_dir_all(&data_root) {
-        eprintln!("tribunal cluster: removing {}: {error}", data_root.display());
+        eprintln!(
+            "tribunal cluster: removing {}: {error}",
+            data_root.display()
+        );
     }
     code
 }

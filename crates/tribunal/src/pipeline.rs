@@ -17,7 +17,9 @@ use domain::inventory::{Inventory, InventoryCommand, InventoryLimits};
 use ledger::{Ledger, LedgerConfig, LedgerError, LedgerReader, PartitionWatermark};
 use protocol::position::{Offset, Partition, StreamTime};
 use registrar::shell::RegistrarShellError;
-use registrar::{DurableError, EntityWriteAt, LoadedWatermark, Registrar, RegistrarConfig, StartError};
+use registrar::{
+    DurableError, EntityWriteAt, LoadedWatermark, Registrar, RegistrarConfig, StartError,
+};
 use usher::{DecodeLimits, Delivery, decode_record};
 use warden::shell::WardenShellError;
 use warden::{Warden, WardenConfig, WardenError};
@@ -271,7 +273,9 @@ impl Pipeline {
             cores
                 .registrar
                 .on_durable(range.partition, range.last_offset)?;
-            cores.warden.on_durable(range.partition, range.last_offset)?;
+            cores
+                .warden
+                .on_durable(range.partition, range.last_offset)?;
         }
         self.states.insert(
             partition,

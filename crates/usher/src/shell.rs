@@ -250,7 +250,9 @@ where
             .into_iter()
             .filter_map(|partition| {
                 let consumer = self.usher.consumer_mut(partition)?;
-                consumer.fetch_failed(kind).map(|effect| (partition, effect))
+                consumer
+                    .fetch_failed(kind)
+                    .map(|effect| (partition, effect))
             })
             .collect();
         effects

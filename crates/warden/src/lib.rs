@@ -28,6 +28,6 @@ pub use warden::{
     WardenError, key_reused_rejection,
 };
 
+pub mod shell;
 #[cfg(test)]
 mod tests;
-pub mod shell;

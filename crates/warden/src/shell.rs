@@ -76,13 +76,12 @@ pub fn classify_batch<C>(
         .zip(stored)
         .map(|(key, bytes)| {
             let entry = match bytes {
-                Some(bytes) => Some(
-                    StoredEntry::decode(&bytes)
-                        .map_err(|error| WardenShellError::UndecodableEntry {
-                            key: key.clone(),
-                            error,
-                        })?,
-                ),
+                Some(bytes) => Some(StoredEntry::decode(&bytes).map_err(|error| {
+                    WardenShellError::UndecodableEntry {
+                        key: key.clone(),
+                        error,
+                    }
+                })?),
                 None => None,
             };
             Ok(FetchedEntry { key, entry })
@@ -186,7 +185,11 @@ pub struct RecordResponses(pub Vec<(CommandPosition, Vec<u8>)>);
 impl<S: WardenStore + Unpin + 'static> Handler<RecordResponses> for WardenActor<S> {
     type Result = Result<(), WardenError>;
 
-    fn handle(&mut self, RecordResponses(responses): RecordResponses, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(
+        &mut self,
+        RecordResponses(responses): RecordResponses,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
         for (position, envelope) in responses {
             // The Arbiter already copied these answers into the waiting
             // duplicates' outputs (their slots name the first position).

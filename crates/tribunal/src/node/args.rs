@@ -94,8 +94,20 @@ mod tests {
             parse_peer("2=127.0.0.3:7100"),
             Ok((2, "127.0.0.3:7100".parse().expect("a socket address")))
         );
-        assert!(parse_peer("127.0.0.3:7100").unwrap_err().contains("id=host:port"));
-        assert!(parse_peer("x=127.0.0.3:7100").unwrap_err().contains("peer id"));
-        assert!(parse_peer("1=nowhere").unwrap_err().contains("peer address"));
+        assert!(
+            parse_peer("127.0.0.3:7100")
+                .unwrap_err()
+                .contains("id=host:port")
+        );
+        assert!(
+            parse_peer("x=127.0.0.3:7100")
+                .unwrap_err()
+                .contains("peer id")
+        );
+        assert!(
+            parse_peer("1=nowhere")
+                .unwrap_err()
+                .contains("peer address")
+        );
     }
 }

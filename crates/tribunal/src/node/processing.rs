@@ -21,7 +21,9 @@ use registrar::shell::{ApplyWrites, Prewarm, RegistrarActor, RegistrarShellError
 use usher::Delivery;
 use usher::shell::{Delivered, WatermarkAdvanced};
 use warden::WardenError;
-use warden::shell::{Classify, EntriesDurable, RecordResponses, TakeCommitDelta, WardenActor, WardenShellError};
+use warden::shell::{
+    Classify, EntriesDurable, RecordResponses, TakeCommitDelta, WardenActor, WardenShellError,
+};
 
 use crate::batch::{self, SealedOutputs};
 use crate::lifecycle::HaltReason;
@@ -204,7 +206,8 @@ impl ProcessingActor {
             Ok(records) => records,
             Err(error) => {
                 tracing::error!(partition, offset = first, %error, "a batch failed; the instance halts");
-                self.status.halt(error.halt_reason(), Some(partition), Some(first));
+                self.status
+                    .halt(error.halt_reason(), Some(partition), Some(first));
                 return;
             }
         };

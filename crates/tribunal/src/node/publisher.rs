@@ -16,8 +16,8 @@ use protocol::position::{Offset, Partition};
 use protocol::records::{DeadLetterRecord, Publication};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::node::processing::Committed;
 use crate::batch::SealedOutputs;
+use crate::node::processing::Committed;
 
 /// How long one produce may wait in librdkafka's queue when it is full.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -125,9 +125,8 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
 }
 
 fn cluster_key() -> Result<Vec<u8>, StartFailure> {
-    let text = std::env::var(CLUSTER_KEY_ENV).map_err(|_| {
-        StartFailure::Configuration(format!("{CLUSTER_KEY_ENV} (hex) is not set"))
-    })?;
+    let text = std::env::var(CLUSTER_KEY_ENV)
+        .map_err(|_| StartFailure::Configuration(format!("{CLUSTER_KEY_ENV} (hex) is not set")))?;
     let text = text.trim();
     if text.len() < 32 || text.len() % 2 != 0 {
         return Err(StartFailure::Configuration(format!(

@@ -60,7 +60,9 @@ impl NodeStatus {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug elsewhere; the status
         // itself is still consistent (every change is one assignment).
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a listener and calls it once with the current status.

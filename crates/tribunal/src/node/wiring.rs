@@ -15,8 +15,8 @@ use clerk::shell::{
 };
 use clerk::{ClerkConfig, OwnOutput};
 use domain::inventory::{Inventory, InventoryLimits};
-use gateway::shell::{Gateway, HttpSettings, ShellConfig};
 use gateway::config::GatewayConfig;
+use gateway::shell::{Gateway, HttpSettings, ShellConfig};
 use ledger::{LedgerReader, RecordPosition};
 use protocol::envelope::RecordDigest;
 use protocol::position::{Offset, Partition, StreamTime};
@@ -34,16 +34,16 @@ use crate::node::outcome_reader::OutcomeReader;
 use crate::node::processing::{
     Committed, PartitionState, ProcessingActor, ProcessingOutbox, Stages,
 };
+use crate::node::publisher::{Forget, PublisherActor, PublisherMetrics, PublisherTopics};
+use crate::node::startup::Started;
+use crate::node::status::{NodeStatus, Observed};
+use crate::node::view::NodeView;
 use crate::pipeline::Cores;
 use crate::store::LedgerStore;
 use arbiter::shell::ArbiterActor;
 use ledger::shell::LedgerActor;
 use registrar::shell::RegistrarActor;
 use warden::shell::WardenActor;
-use crate::node::publisher::{Forget, PublisherActor, PublisherMetrics, PublisherTopics};
-use crate::node::startup::Started;
-use crate::node::status::{NodeStatus, Observed};
-use crate::node::view::NodeView;
 
 /// Outputs kept in memory for publishing, per partition (the Clerk's
 /// unagreed window); older ones are read back from the Ledger.
@@ -349,7 +349,9 @@ where
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Rows the Ledger still holds for records whose publication was not seen
@@ -505,11 +507,15 @@ struct NodeHub {
 
 impl NodeHub {
     fn clerk(&self) -> &Addr<ClerkActor> {
-        self.clerk.as_ref().expect("connected before any actor runs")
+        self.clerk
+            .as_ref()
+            .expect("connected before any actor runs")
     }
 
     fn usher(&self) -> &Addr<UsherActor<Inventory>> {
-        self.usher.as_ref().expect("connected before any actor runs")
+        self.usher
+            .as_ref()
+            .expect("connected before any actor runs")
     }
 
     fn publisher(&self) -> &Addr<PublisherActor> {
@@ -531,7 +537,8 @@ impl NodeHub {
                 return;
             }
         };
-        let deliver = Box::new(move |batch| runtime.block_on(clerk.send(OutcomesConsumed(batch))).ok());
+        let deliver =
+            Box::new(move |batch| runtime.block_on(clerk.send(OutcomesConsumed(batch))).ok());
         match OutcomeReader::start(
             consumer,
             self.outcome_topic.clone(),
@@ -637,7 +644,10 @@ impl Handler<AssignOutcomeReader> for NodeHub {
 
     fn handle(&mut self, assign: AssignOutcomeReader, _ctx: &mut Self::Context) {
         if self.outcome_reader.is_some() {
-            tracing::warn!(partition = assign.partition, "the outcome reader is already positioned");
+            tracing::warn!(
+                partition = assign.partition,
+                "the outcome reader is already positioned"
+            );
             return;
         }
         self.outcome_reader_starts
@@ -654,7 +664,10 @@ impl Handler<PartitionHalted> for NodeHub {
     type Result = ();
 
     fn handle(&mut self, halted: PartitionHalted, _ctx: &mut Self::Context) {
-        tracing::error!(partition = halted.partition, "split brain: the partition stops");
+        tracing::error!(
+            partition = halted.partition,
+            "split brain: the partition stops"
+        );
         self.usher().do_send(StopPartition(halted.partition));
     }
 }
