@@ -7,7 +7,10 @@
 //!   partition ([`packer`]), the waiting-submission table ([`waiting`]),
 //!   observed publications ([`outcomes`]) and the key index ([`key_index`]);
 //! - [`http`]: the actix-web application over a [`node::NodeHandle`];
-//! - [`metrics`]: a minimal Prometheus registry the node renders.
+//! - [`metrics`]: a minimal Prometheus registry the node renders;
+//! - [`shell`]: the real node handle: the core in an actix actor, packs
+//!   produced to Kafka, the outcome topic read on its own thread, the
+//!   HTTP server.
 
 pub mod config;
 pub mod core;
@@ -18,6 +21,7 @@ pub mod metrics;
 pub mod node;
 pub mod outcomes;
 pub mod packer;
+pub mod shell;
 pub mod validation;
 pub mod waiting;
 

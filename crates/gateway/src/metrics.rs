@@ -1,14 +1,14 @@
-//! A minimal Prometheus registry: counters and latency histograms, text
-//! exposition format 0.0.4.
+//! A minimal Prometheus registry: counters, gauges and latency histograms,
+//! text exposition format 0.0.4.
 //!
-//! Hand-written rather than the `prometheus` crate: the node needs two
+//! Hand-written rather than the `prometheus` crate: the node needs three
 //! metric kinds with fixed label sets, registered once at start; atomics
 //! and a renderer cover that without another dependency tree. Latencies are
 //! kept in integer microseconds and rendered as seconds.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (microseconds) for request-scale latencies: 100 µs to 10 s.
@@ -31,6 +31,25 @@ impl Counter {
     }
 
     pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down: the level of something now.
+#[derive(Clone, Debug, Default)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    /// Sets a count; one above `i64::MAX` cannot exist in memory.
+    pub fn set_count(&self, count: usize) {
+        self.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -87,12 +106,14 @@ impl Histogram {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Counter,
+    Gauge,
     Histogram,
 }
 
 #[derive(Debug)]
 enum Cells {
     Counter(Counter),
+    Gauge(Gauge),
     Histogram(Histogram),
 }
 
@@ -134,6 +155,12 @@ impl MetricsRegistry {
         counter
     }
 
+    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
+        let gauge = Gauge::default();
+        self.register(name, help, Kind::Gauge, labels, Cells::Gauge(gauge.clone()));
+        gauge
+    }
+
     pub fn histogram(
         &mut self,
         name: &str,
@@ -158,6 +185,7 @@ impl MetricsRegistry {
         for family in &self.families {
             let kind = match family.kind {
                 Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
                 Kind::Histogram => "histogram",
             };
             let _ = writeln!(out, "# HELP {} {}", family.name, escape_help(&family.help));
@@ -224,6 +252,9 @@ fn render_series(out: &mut String, name: &str, series: &Series) {
         Cells::Counter(counter) => {
             let _ = writeln!(out, "{name}{} {}", braces(""), counter.get());
         }
+        Cells::Gauge(gauge) => {
+            let _ = writeln!(out, "{name}{} {}", braces(""), gauge.get());
+        }
         Cells::Histogram(histogram) => {
             let cells = &histogram.0;
             let mut cumulative = 0u64;
@@ -286,7 +317,7 @@ mod tests {
 
     /// covers: gateway.MetricsExposedAsPrometheusText
     #[test]
-    fn counters_and_histograms_render_in_the_text_format() {
+    fn counters_gauges_and_histograms_render_in_the_text_format() {
         let mut registry = MetricsRegistry::new();
         let accepted = registry.counter(
             "tribunal_submissions_total",
@@ -298,6 +329,7 @@ mod tests {
             "Submissions by result.",
             &[("result", "a\"b\\c\nd")],
         );
+        let pending = registry.gauge("tribunal_pending", "Waiting now.", &[]);
         let latency = registry.histogram(
             "tribunal_submit_seconds",
             "Submit latency.",
@@ -306,6 +338,8 @@ mod tests {
         );
         accepted.add(3);
         odd.increment();
+        pending.set_count(7);
+        pending.set(-2);
         for micros in [999, 1_000, 1_001, 3_000_000] {
             latency.observe_micros(micros);
         }
@@ -316,6 +350,9 @@ mod tests {
 # TYPE tribunal_submissions_total counter
 tribunal_submissions_total{result=\"accepted\"} 3
 tribunal_submissions_total{result=\"a\\\"b\\\\c\\nd\"} 1
+# HELP tribunal_pending Waiting now.
+# TYPE tribunal_pending gauge
+tribunal_pending -2
 # HELP tribunal_submit_seconds Submit latency.
 # TYPE tribunal_submit_seconds histogram
 tribunal_submit_seconds_bucket{le=\"0.001\"} 2
