@@ -290,7 +290,10 @@ impl LocalCluster {
         kill(pid, signal).map_err(|source| ClusterError::Signal { instance, source })
     }
 
-    /// Deletes a stopped node's data directory (an operator wipe).
+    /// Deletes a stopped node's data directory (an operator wipe); the node
+    /// started again rebuilds from offset 0 of the log.
+    ///
+    /// spec: recovery.OperatorWipeAndRejoin
     pub fn wipe(&self, instance: u32) -> Result<(), ClusterError> {
         let dir = self.data_dir(instance);
         match std::fs::remove_dir_all(&dir) {

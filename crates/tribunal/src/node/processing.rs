@@ -89,9 +89,11 @@ impl BatchError {
 }
 
 impl Stages {
-    /// One batch through every core; durable when it returns.
+    /// One batch through every core; durable when it returns. Every
+    /// instance takes the same path over the same log, with no clock and
+    /// no randomness, which is why correct instances agree.
     ///
-    /// spec: ledger.DurableBeforeAdvertised, core.AppliedNeverAheadOfConsumed
+    /// spec: core.OutputsDependOnlyOnTheLog, core.CorrectInstancesAgree
     async fn process(
         self,
         partition: Partition,
@@ -196,6 +198,11 @@ impl ProcessingActor {
         }
     }
 
+    /// A batch is durable: only now do the Usher, the lifecycle, the Clerk
+    /// and the publisher hear of it, so a crash before this point leaves
+    /// the records above the watermark, never advertised, to be replayed.
+    ///
+    /// spec: ledger.DurableBeforeAdvertised, ledger.WatermarkMatchesProgress, core.AppliedNeverAheadOfConsumed, recovery.CrashBeforeGroupCommitLosesNothing
     fn finish(
         &mut self,
         partition: Partition,

@@ -52,6 +52,12 @@ pub struct Started {
     pub log_ends: Vec<(Partition, Offset)>,
 }
 
+/// Opens the Ledger (only what the last synced commit wrote survives a
+/// crash: every cache, queue and agreement is rebuilt here) and lets
+/// recovery decide, from this instance's own watermark and the log alone
+/// (no peer is waited for), where each partition replays from.
+///
+/// spec: recovery.ProcessCrashKeepsOnlyDurableState, recovery.SimultaneousRestartLosesNothing
 pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
     let cluster_key = cluster_key()?;
     if args.id >= args.instances {

@@ -217,20 +217,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         usher: usher.clone(),
         publisher: publisher.clone(),
     });
-    let status_clerk = clerk.clone();
-    let mut told = clerk::InstanceStatus::Starting;
-    status.listen(Box::new(move |status| {
-        let next = clerk_status(status);
-        if told == clerk::InstanceStatus::Starting && next == clerk::InstanceStatus::Ready {
-            // An instance with nothing to replay is ready at once; the
-            // Clerk still sees it pass through recovery.
-            status_clerk.do_send(StatusChanged(clerk::InstanceStatus::Recovering));
-        }
-        if next != told {
-            status_clerk.do_send(StatusChanged(next));
-            told = next;
-        }
-    }));
+    status.listen(clerk_status_listener(clerk.clone()));
 
     let view = NodeView::new(status.clone(), reader.clone(), args.partitions);
     let gateway = Gateway::start(
@@ -392,6 +379,26 @@ fn retained_outputs(reader: &LedgerReader) -> Result<Vec<OwnOutput>, String> {
         };
     }
     Ok(outputs)
+}
+
+/// Tells the Clerk every status change: a recovering instance's Clerk
+/// keeps its own copies to itself until it is ready.
+///
+/// spec: recovery.RecoveringInstanceWithholdsOwnCopies
+fn clerk_status_listener(clerk: Addr<ClerkActor>) -> crate::node::status::StatusListener {
+    let mut told = clerk::InstanceStatus::Starting;
+    Box::new(move |status| {
+        let next = clerk_status(status);
+        if told == clerk::InstanceStatus::Starting && next == clerk::InstanceStatus::Ready {
+            // An instance with nothing to replay is ready at once; the
+            // Clerk still sees it pass through recovery.
+            clerk.do_send(StatusChanged(clerk::InstanceStatus::Recovering));
+        }
+        if next != told {
+            clerk.do_send(StatusChanged(next));
+            told = next;
+        }
+    })
 }
 
 fn clerk_status(status: InstanceStatus) -> clerk::InstanceStatus {
