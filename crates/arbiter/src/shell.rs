@@ -1,5 +1,7 @@
-//! The Arbiter's shell: an actor on its own thread (evaluation is the
-//! node's CPU work; the HTTP gateway and the Clerk keep the main arbiter).
+//! The Arbiter's shell: an actor around the core. A batch's evaluation is
+//! short (microseconds per command) next to a thread hop under load, so the
+//! node runs it on its main arbiter; large batches fan out over the core's
+//! own evaluation workers.
 
 use actix::prelude::*;
 use domain::{Domain, EntityStates, EvaluationContext};
@@ -7,9 +9,8 @@ use domain::{Domain, EntityStates, EvaluationContext};
 use crate::arbiter::Arbiter;
 use crate::batch::{ArbiterHalt, BatchInput, EvaluatedBatch};
 
-/// The Arbiter of one instance as an actor (start it with
-/// `SyncArbiter::start(1, ..)`: batches are evaluated one at a time, in
-/// the order they arrive).
+/// The Arbiter of one instance as an actor: batches are evaluated one at a
+/// time, in the order they arrive.
 pub struct ArbiterActor<D: Domain> {
     arbiter: Arbiter<D>,
 }
@@ -27,7 +28,7 @@ impl<D: Domain> ArbiterActor<D> {
 }
 
 impl<D: Domain + Send + Unpin + 'static> Actor for ArbiterActor<D> {
-    type Context = SyncContext<Self>;
+    type Context = Context<Self>;
 }
 
 /// Evaluate a batch against the states of its keys.

@@ -3,6 +3,7 @@
 
 use domain::inventory::{partition_for_sku, read_level, stock_key};
 use domain::{EntityKey, EntityStates};
+use gateway::metrics::MetricsRegistry;
 use gateway::node::{HealthSnapshot, StockLevel, SuspectedPeer};
 use gateway::shell::InstanceView;
 use ledger::LedgerReader;
@@ -14,14 +15,22 @@ pub struct NodeView {
     status: NodeStatus,
     reader: LedgerReader,
     partitions: u32,
+    /// The node's own metrics (the pipeline's stages).
+    registry: MetricsRegistry,
 }
 
 impl NodeView {
-    pub fn new(status: NodeStatus, reader: LedgerReader, partitions: u32) -> Self {
+    pub fn new(
+        status: NodeStatus,
+        reader: LedgerReader,
+        partitions: u32,
+        registry: MetricsRegistry,
+    ) -> Self {
         Self {
             status,
             reader,
             partitions,
+            registry,
         }
     }
 }
@@ -109,6 +118,8 @@ impl InstanceView for NodeView {
     }
 
     fn metrics_text(&self) -> String {
-        self.status.observed().metrics_text
+        let mut text = self.registry.render();
+        text.push_str(&self.status.observed().metrics_text);
+        text
     }
 }

@@ -32,7 +32,7 @@ use crate::node::args::NodeArgs;
 use crate::node::exit;
 use crate::node::outcome_reader::OutcomeReader;
 use crate::node::processing::{
-    Committed, PartitionState, ProcessingActor, ProcessingOutbox, Stages,
+    Committed, PartitionState, PipelineMetrics, ProcessingActor, ProcessingOutbox, Stages,
 };
 use crate::node::publisher::{Forget, PublisherActor, PublisherMetrics, PublisherTopics};
 use crate::node::startup::Started;
@@ -41,6 +41,7 @@ use crate::node::view::NodeView;
 use crate::pipeline::Cores;
 use crate::store::LedgerStore;
 use arbiter::shell::ArbiterActor;
+use gateway::metrics::MetricsRegistry;
 use ledger::shell::LedgerActor;
 use registrar::shell::RegistrarActor;
 use warden::shell::WardenActor;
@@ -171,7 +172,16 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
     }
     clerk.do_send(RetainedOutputsLoaded(retained));
 
-    let processing = start_processing(cores, &watermarks, args.partitions, &status, &hub);
+    let mut registry = MetricsRegistry::new();
+    let pipeline_metrics = PipelineMetrics::register(&mut registry);
+    let processing = start_processing(
+        cores,
+        &watermarks,
+        args.partitions,
+        &status,
+        &hub,
+        pipeline_metrics,
+    );
 
     let assignments: Vec<Assignment> = watermarks
         .iter()
@@ -219,7 +229,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
     });
     status.listen(clerk_status_listener(clerk.clone()));
 
-    let view = NodeView::new(status.clone(), reader.clone(), args.partitions);
+    let view = NodeView::new(status.clone(), reader.clone(), args.partitions, registry);
     let gateway = Gateway::start(
         ShellConfig::new(
             GatewayConfig {
@@ -266,14 +276,16 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
     Ok(code)
 }
 
-/// The core actors (Warden, Registrar on this arbiter; Arbiter and Ledger
-/// on their own threads) and the conductor that takes batches through them.
+/// The core actors (Warden, Registrar and Arbiter on this arbiter; the
+/// Ledger on its own thread, as a commit blocks on fdatasync) and the
+/// conductor that takes batches through them.
 fn start_processing(
     cores: Cores,
     watermarks: &[(Partition, Offset, StreamTime, Offset)],
     partitions: u32,
     status: &NodeStatus,
     hub: &Addr<NodeHub>,
+    metrics: PipelineMetrics,
 ) -> Addr<ProcessingActor> {
     let Cores {
         domain,
@@ -285,7 +297,8 @@ fn start_processing(
         watermarks: _,
     } = cores;
     let store = LedgerStore(reader);
-    let arbiter = once_on_thread(arbiter, ArbiterActor::new);
+    let max_batch_records = arbiter.config().max_batch_records;
+    let arbiter = ArbiterActor::new(arbiter).start();
     let ledger = once_on_thread(ledger, LedgerActor::new);
     let stages = Stages {
         domain,
@@ -294,6 +307,7 @@ fn start_processing(
         registrar: RegistrarActor::new(registrar, store).start(),
         arbiter,
         ledger,
+        metrics,
     };
     ProcessingActor::new(
         stages,
@@ -314,6 +328,7 @@ fn start_processing(
             committed: hub.clone().recipient(),
         },
         status.clone(),
+        max_batch_records,
     )
     .start()
 }
