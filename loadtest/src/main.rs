@@ -76,6 +76,10 @@ struct Args {
     /// A request not started this long after its intended time is dropped.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     max_lag: Duration,
+    /// The dispatcher's shortest sleep: requests due within it go out
+    /// together, up to this late (smaller: more punctual, more CPU).
+    #[arg(long, default_value = "250us", value_parser = humantime::parse_duration)]
+    dispatch_quantum: Duration,
     /// Client timeout per request (a timeout counts as an error).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
         },
         connections: args.connections,
         max_lag: args.max_lag,
+        dispatch_quantum: args.dispatch_quantum,
         timeout: args.timeout,
         thresholds: Threshold::with_defaults(&args.threshold),
         report_dir: args

@@ -39,6 +39,7 @@ pub struct RunConfig {
     pub workload: WorkloadConfig,
     pub connections: usize,
     pub max_lag: Duration,
+    pub dispatch_quantum: Duration,
     pub timeout: Duration,
     /// Already merged with the defaults.
     pub thresholds: Vec<Threshold>,
@@ -137,6 +138,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, StartError> {
     let driver_config = DriverConfig {
         max_in_flight: config.connections,
         max_lag: config.max_lag,
+        dispatch_quantum: config.dispatch_quantum,
     };
     let drive = driver::drive(
         &plan.schedule,

@@ -1,6 +1,7 @@
 //! Whole runs (`loadtest::run::run`) against the in-process fake cluster:
 //! the verdict, the correctness pass (and that it catches a double apply
 //! and a diverging instance), the report files, the could-not-start path.
+//! (The embedded cluster is started by `tribunal::cluster` and tested there.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,6 +40,7 @@ fn config(targets: Vec<String>, report_dir: &Path) -> RunConfig {
         },
         connections: 32,
         max_lag: Duration::from_secs(1),
+        dispatch_quantum: loadtest::driver::DriverConfig::DEFAULT_DISPATCH_QUANTUM,
         timeout: Duration::from_secs(5),
         thresholds: Threshold::with_defaults(&[]),
         report_dir: report_dir.to_owned(),
@@ -180,18 +182,4 @@ async fn an_unreachable_target_means_the_run_could_not_start() {
         .await
         .expect_err("nothing listens");
     assert!(matches!(error, StartError::NotReady { .. }), "{error}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_targets_the_embedded_cluster_is_asked_for_and_not_there_yet() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let error = run(config(Vec::new(), dir.path()))
-        .await
-        .expect_err("no embedded cluster yet");
-    assert!(
-        error
-            .to_string()
-            .contains("embedded cluster not available yet"),
-        "{error}"
-    );
 }

@@ -68,6 +68,7 @@ async fn run_against_stall(slots: usize, max_lag: Duration) -> Run {
     let config = DriverConfig {
         max_in_flight: slots,
         max_lag,
+        dispatch_quantum: DriverConfig::DEFAULT_DISPATCH_QUANTUM,
     };
     let report = drive(
         &plan.schedule,
