@@ -91,6 +91,9 @@ pub struct ClerkActor {
     links: BTreeMap<LinkId, LinkIo>,
     /// The pending wake-up and the deadline it was armed for.
     timer: Option<(Millis, SpawnHandle)>,
+    /// Names the instance in every log line (tests and `tribunal cluster`
+    /// run several in one process).
+    span: tracing::Span,
     next_invariant_check_at: Millis,
     counters: ShellCounters,
 }
@@ -111,6 +114,7 @@ impl ClerkActor {
     /// (call it from inside one: the listener joins its runtime).
     pub fn spawn(config: ClerkShellConfig, outbox: ClerkOutbox) -> Result<Addr<Self>, ShellError> {
         let started_at = Instant::now();
+        let span = tracing::info_span!("clerk", instance = config.clerk.instance_id);
         let clerk = Clerk::new(config.clerk, &config.cluster_key, 0)?;
         if let Some(peer) = clerk
             .config()
@@ -134,6 +138,7 @@ impl ClerkActor {
             _accept_loop: None,
             links: BTreeMap::new(),
             timer: None,
+            span,
             next_invariant_check_at: 0,
             counters: ShellCounters::default(),
         };
@@ -147,6 +152,8 @@ impl ClerkActor {
     /// Runs the core's timers, carries out every effect, and arms the
     /// wake-up for the next deadline.
     fn step(&mut self, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _in_span = span.enter();
         let now = self.now();
         let effects = self.clerk.step(now);
         self.check_invariants(now);
@@ -175,8 +182,8 @@ impl ClerkActor {
             Effect::Dial { link, peer } => {
                 let address = self.peer_addresses[&peer];
                 tracing::debug!(link = link.0, peer, %address, "dialling peer");
-                self.links
-                    .insert(link, links::dial(link, address, ctx.address()));
+                let io = links::dial(link, address, ctx.address());
+                self.links.insert(link, io);
             }
             Effect::SendHandshake { link, bytes } => self.send(link, Outgoing::handshake(bytes)),
             Effect::SendFrame { link, bytes } => self.send(link, Outgoing::frame(bytes)),
@@ -298,7 +305,8 @@ impl ClerkActor {
         if !self.links.contains_key(&link) {
             return;
         }
-        tracing::debug!(link = link.0, %error, "peer link failed");
+        self.span
+            .in_scope(|| tracing::debug!(link = link.0, %error, "peer link failed"));
         self.clerk.link_io_failed(link, self.now());
         self.step(ctx);
     }
@@ -336,7 +344,8 @@ impl Actor for ClerkActor {
             tracing::error!("clerk actor restarted without its listener");
             return ctx.stop();
         };
-        self._accept_loop = Some(links::accept_connections(listener, ctx.address()));
+        let accept_loop = links::accept_connections(listener, ctx.address(), &self.span);
+        self._accept_loop = Some(accept_loop);
         self.step(ctx);
     }
 }
@@ -393,7 +402,8 @@ impl Handler<StatusChanged> for ClerkActor {
     type Result = ();
 
     fn handle(&mut self, message: StatusChanged, ctx: &mut Context<Self>) {
-        tracing::info!(status = ?message.0, "clerk status");
+        self.span
+            .in_scope(|| tracing::info!(status = ?message.0, "clerk status"));
         self.clerk.set_status(message.0, self.now());
         self.step(ctx);
     }
@@ -429,11 +439,13 @@ impl Handler<ClearPeerSuspicion> for ClerkActor {
 
     fn handle(&mut self, message: ClearPeerSuspicion, ctx: &mut Context<Self>) -> bool {
         let cleared = self.clerk.clear_peer_suspicion(message.0);
-        tracing::info!(
-            peer = message.0,
-            cleared,
-            "peer suspicion cleared by operator"
-        );
+        self.span.in_scope(|| {
+            tracing::info!(
+                peer = message.0,
+                cleared,
+                "peer suspicion cleared by operator"
+            );
+        });
         self.step(ctx);
         cleared
     }
@@ -460,7 +472,7 @@ impl Handler<InboundConnection> for ClerkActor {
         let nonce = rand::random();
         if let Some(link) = self.clerk.inbound_accepted(nonce, self.now()) {
             let queue = self.writer_queue_bound();
-            let io = links::open(link, message.stream, queue, ctx.address());
+            let io = links::open(link, message.stream, queue, ctx.address(), &self.span);
             self.links.insert(link, io);
         }
         self.step(ctx);
@@ -484,7 +496,7 @@ impl Handler<Connected> for ClerkActor {
         let link = message.link;
         if let Some(LinkIo::Connecting { .. }) = self.links.get(&link) {
             let queue = self.writer_queue_bound();
-            let io = links::open(link, message.stream, queue, ctx.address());
+            let io = links::open(link, message.stream, queue, ctx.address(), &self.span);
             self.links.insert(link, io);
         }
     }

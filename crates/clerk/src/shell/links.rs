@@ -13,6 +13,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::{Instrument, Span};
 
 use crate::effect::LinkId;
 use crate::shell::ClerkActor;
@@ -131,8 +132,12 @@ pub(crate) struct FramesWritten {
 
 /// Accepts peers' connections for as long as the guard lives. Each
 /// connection waits for the actor to take it before the next accept.
-pub(crate) fn accept_connections(listener: TcpListener, actor: Addr<ClerkActor>) -> TaskGuard {
-    TaskGuard(actix::spawn(async move {
+pub(crate) fn accept_connections(
+    listener: TcpListener,
+    actor: Addr<ClerkActor>,
+    span: &Span,
+) -> TaskGuard {
+    let accepting = async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
@@ -146,7 +151,8 @@ pub(crate) fn accept_connections(listener: TcpListener, actor: Addr<ClerkActor>)
                 }
             }
         }
-    }))
+    };
+    TaskGuard(actix::spawn(accepting.instrument(span.clone())))
 }
 
 /// Opens the TCP connection of an outbound link. No timeout of its own:
@@ -175,10 +181,11 @@ pub(crate) fn open(
     stream: TcpStream,
     queue_frames: usize,
     actor: Addr<ClerkActor>,
+    span: &Span,
 ) -> LinkIo {
     // Frames are already batched; Nagle would only hold heartbeats back.
     if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(link = link.0, %error, "TCP_NODELAY not set");
+        span.in_scope(|| tracing::debug!(link = link.0, %error, "TCP_NODELAY not set"));
     }
     let (read_half, write_half) = stream.into_split();
     let (queue, pending) = mpsc::channel(queue_frames);

@@ -40,7 +40,10 @@ pub struct WatermarkLoaded {
 }
 
 /// The Usher consumed and the Ledger made durable up to these offsets
-/// (`Clerk::advance_progress`).
+/// (`Clerk::advance_progress`). Send it after the [`OutputsCommitted`] of
+/// the records it covers: a peer's copy for an offset at or below
+/// `applied_offset` with no slot counts as one for a settled record and is
+/// dropped.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ProgressAdvanced {
