@@ -299,6 +299,12 @@ impl ClerkActor {
         self.timer = Some((deadline, handle));
     }
 
+    /// A link writer's queue: the core's counted frames plus the link's
+    /// one handshake message.
+    fn writer_queue_bound(&self) -> usize {
+        self.clerk.config().max_peer_queue_frames as usize + 1
+    }
+
     /// A link's I/O failed: the core closes it (and backs off an outbound
     /// one). Reports for links already closed are stale and ignored.
     fn link_failed(&mut self, link: LinkId, error: &io::Error, ctx: &mut Context<Self>) {
@@ -469,6 +475,8 @@ impl Handler<InboundConnection> for ClerkActor {
     /// A refused connection (`None`) is dropped here, which closes it.
     fn handle(&mut self, message: InboundConnection, ctx: &mut Context<Self>) {
         self.counters.inbound_connections += 1;
+        // From the thread's CSPRNG: a guessable nonce would let a recorded
+        // session's frames verify on a new connection.
         let nonce = rand::random();
         if let Some(link) = self.clerk.inbound_accepted(nonce, self.now()) {
             let queue = self.writer_queue_bound();
@@ -476,13 +484,6 @@ impl Handler<InboundConnection> for ClerkActor {
             self.links.insert(link, io);
         }
         self.step(ctx);
-    }
-}
-
-impl ClerkActor {
-    /// Counted frames plus the one handshake message of a link.
-    fn writer_queue_bound(&self) -> usize {
-        self.clerk.config().max_peer_queue_frames as usize + 1
     }
 }
 
