@@ -14,9 +14,11 @@
 //! - [`correctness`]: the after-load pass against the cluster.
 //! - [`report`]: summary.json, per-second CSV, HDR log, report.html.
 //! - [`run`]: one whole run, as the binary performs it.
+//! - [`baseline`]: the bare HTTP -> Kafka -> HTTP echo path for `--baseline`.
 //! - [`fake_target`]: an in-process stand-in for the gateways, for tests and
 //!   for measuring the generator itself.
 
+pub mod baseline;
 pub mod client;
 pub mod cluster_start;
 pub mod correctness;

@@ -131,10 +131,6 @@ fn main() -> ExitCode {
         return tribunal::node::run(mode.node);
     }
     let args = Args::parse();
-    if args.baseline {
-        eprintln!("loadtest: --baseline is not built yet");
-        return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
-    }
     // Kept alive for the whole run: the fake's listeners live on it.
     let fake = if args.fake_target {
         match start_fake_cluster(args.instances) {
@@ -192,6 +188,7 @@ fn main() -> ExitCode {
         check_correctness: !args.no_correctness,
         settle_timeout: args.settle_timeout,
         ready_timeout: args.ready_timeout,
+        baseline: args.baseline,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_name("lt-worker")

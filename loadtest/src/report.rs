@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::correctness::CorrectnessReport;
 use crate::measure::{Measurements, SecondStats};
 use crate::prometheus::{BucketHistogram, QuantileRange};
+use crate::schedule::LoadPlan;
 use crate::verdict::ThresholdResult;
 
 /// Latency quantiles in milliseconds.
@@ -186,8 +187,27 @@ pub struct Baseline {
     pub achieved_rps: f64,
     pub errors: u64,
     pub dropped: u64,
-    pub p50_ratio: f64,
-    pub p99_ratio: f64,
+    /// Full path p50 / baseline p50.
+    pub p50_ratio: Option<f64>,
+    /// Full path p99 / baseline p99.
+    pub p99_ratio: Option<f64>,
+}
+
+impl Baseline {
+    /// The baseline's measurements beside the full path's latency; a ratio
+    /// is `None` when the baseline measured 0.
+    pub fn compare(full: &LatencySummary, baseline: &Measurements, plan: &LoadPlan) -> Self {
+        let latency_ms = LatencySummary::of(&baseline.latency);
+        let ratio = |full: f64, bare: f64| (bare > 0.0).then(|| full / bare);
+        Self {
+            p50_ratio: ratio(full.p50, latency_ms.p50),
+            p99_ratio: ratio(full.p99, latency_ms.p99),
+            achieved_rps: baseline.achieved_rps(plan),
+            errors: baseline.error_count(),
+            dropped: baseline.dropped,
+            latency_ms,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

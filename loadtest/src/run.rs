@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use broker::{BrokerKind, BrokerProfile, EmbeddedBroker, Topics};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::baseline::EchoServer;
 use crate::client::{HttpClient, TargetError};
 use crate::cluster_start::{ClusterRequest, EmbeddedCluster, start_embedded_cluster};
 use crate::correctness::{self, CorrectnessConfig, CorrectnessReport};
@@ -48,6 +50,8 @@ pub struct RunConfig {
     pub progress: Progress,
     pub check_correctness: bool,
     pub settle_timeout: Duration,
+    /// Also measure the bare HTTP -> Kafka -> HTTP path at the same rate.
+    pub baseline: bool,
     /// How long targets get to report ready before the run gives up.
     pub ready_timeout: Duration,
 }
@@ -67,6 +71,8 @@ pub enum StartError {
     ReportDir { dir: String, error: std::io::Error },
     #[error("could not start the recorder thread: {0}")]
     Recorder(std::io::Error),
+    #[error("could not start the baseline: {0}")]
+    Baseline(String),
 }
 
 /// A finished run.
@@ -86,13 +92,13 @@ const OUTCOME_QUEUE: usize = 65_536;
 const START_LEAD: Duration = Duration::from_millis(50);
 
 pub async fn run(config: RunConfig) -> Result<RunOutcome, StartError> {
-    let (urls, _cluster) = resolve_targets(&config)?;
+    let (urls, mut cluster) = resolve_targets(&config)?;
     let client = Arc::new(HttpClient::new(&urls, config.connections, config.timeout)?);
     let health_partitions = preflight(&client, config.ready_timeout).await?;
     let (partitions, mut warnings) = choose_partitions(config.partitions, health_partitions);
     let plan = LoadPlan::new(config.rps, config.duration, config.warmup, config.ramp_from)
         .map_err(|error| StartError::Invalid(error.to_string()))?;
-    let mut workload = Workload::new(config.workload.clone())
+    let workload = Workload::new(config.workload.clone())
         .map_err(|error| StartError::Invalid(error.to_string()))?;
     let report_dir_error = |error| StartError::ReportDir {
         dir: config.report_dir.display().to_string(),
@@ -119,46 +125,13 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, StartError> {
         partitions,
         config.workload.run_tag
     );
-    let clock = RunClock {
-        origin: Instant::now() + START_LEAD,
-        wall_origin: SystemTime::now() + START_LEAD,
-    };
-    let (sender, receiver) = mpsc::channel(OUTCOME_QUEUE);
-    let recorder = Recorder::new(plan.clone(), clock, config.progress, history)
-        .spawn(receiver)
-        .map_err(StartError::Recorder)?;
-    let scrape_before = {
-        let client = Arc::clone(&client);
-        let at = clock.origin + plan.measure_from;
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at.into()).await;
-            scrape_all(&client).await
-        })
-    };
-    let driver_config = DriverConfig {
-        max_in_flight: config.connections,
-        max_lag: config.max_lag,
-        dispatch_quantum: config.dispatch_quantum,
-    };
-    let drive = driver::drive(
-        &plan.schedule,
-        clock.origin,
-        &mut workload,
-        Arc::clone(&client),
-        driver_config,
-        sender,
-    )
-    .await;
-    let measurements = tokio::task::spawn_blocking(move || recorder.join())
-        .await
-        .expect("joining the recorder thread does not panic")
-        .expect("the recorder thread does not panic");
-    if let Err(error) = drive {
+    let load = apply_load(&client, &plan, workload, &config, config.progress, history).await?;
+    if let Some(error) = &load.drive_error {
         warnings.push(format!("the driver stopped early: {error}"));
     }
-    let before = scrape_before.await.expect("the scrape task does not panic");
     let after = scrape_all(&client).await;
-    let server_side = server_side(&client, &before, &after);
+    let server_side = server_side(&client, &load.before, &after);
+    let measurements = load.measurements;
 
     let correctness = if config.check_correctness {
         eprintln!(
@@ -184,18 +157,27 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, StartError> {
         None
     };
 
-    let summary = summarise(SummaryParts {
+    let baseline = if config.baseline {
+        let profile = baseline_broker(&config, cluster.as_mut(), &mut warnings)?;
+        Some(measure_baseline(&config, &plan, &profile).await?)
+    } else {
+        None
+    };
+
+    let mut summary = summarise(SummaryParts {
         config: &config,
         urls,
         partitions,
         plan: &plan,
-        clock,
+        clock: load.clock,
         measurements: &measurements,
         server_side,
         correctness,
         warnings,
         history_path: config.history.then_some(history_path),
     });
+    summary.baseline =
+        baseline.map(|baseline| report::Baseline::compare(&summary.latency_ms, &baseline, &plan));
     let files = report::write_report(
         &config.report_dir,
         &ReportInput {
@@ -209,6 +191,137 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, StartError> {
         measurements,
         files,
     })
+}
+
+/// What one load phase measured.
+struct Load {
+    measurements: Measurements,
+    clock: RunClock,
+    /// The targets' /metrics when the measured part began.
+    before: Scrape,
+    drive_error: Option<driver::DriveError>,
+}
+
+/// Drives `plan` against the client's targets and records it.
+async fn apply_load(
+    client: &Arc<HttpClient>,
+    plan: &LoadPlan,
+    mut workload: Workload,
+    config: &RunConfig,
+    progress: Progress,
+    history: Option<HistoryWriter>,
+) -> Result<Load, StartError> {
+    let clock = RunClock {
+        origin: Instant::now() + START_LEAD,
+        wall_origin: SystemTime::now() + START_LEAD,
+    };
+    let (sender, receiver) = mpsc::channel(OUTCOME_QUEUE);
+    let recorder = Recorder::new(plan.clone(), clock, progress, history)
+        .spawn(receiver)
+        .map_err(StartError::Recorder)?;
+    let scrape_before = {
+        let client = Arc::clone(client);
+        let at = clock.origin + plan.measure_from;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            scrape_all(&client).await
+        })
+    };
+    let driver_config = DriverConfig {
+        max_in_flight: config.connections,
+        max_lag: config.max_lag,
+        dispatch_quantum: config.dispatch_quantum,
+    };
+    let drive = driver::drive(
+        &plan.schedule,
+        clock.origin,
+        &mut workload,
+        Arc::clone(client),
+        driver_config,
+        sender,
+    )
+    .await;
+    let measurements = tokio::task::spawn_blocking(move || recorder.join())
+        .await
+        .expect("joining the recorder thread does not panic")
+        .expect("the recorder thread does not panic");
+    let before = scrape_before.await.expect("the scrape task does not panic");
+    Ok(Load {
+        measurements,
+        clock,
+        before,
+        drive_error: drive.err(),
+    })
+}
+
+/// The broker the baseline echoes through: the cluster's own when known.
+fn baseline_broker(
+    config: &RunConfig,
+    cluster: Option<&mut EmbeddedCluster>,
+    warnings: &mut Vec<String>,
+) -> Result<BaselineBroker, StartError> {
+    if let Some(cluster) = cluster {
+        return Ok(BaselineBroker::Shared(
+            cluster.cluster().broker_profile().clone(),
+        ));
+    }
+    if let Some(brokers) = &config.cluster.brokers {
+        return Ok(BaselineBroker::Shared(BrokerProfile {
+            bootstrap_servers: brokers.clone(),
+            kind: BrokerKind::External,
+        }));
+    }
+    warnings.push(
+        "the baseline echoed through an embedded broker of its own: the targets' broker is \
+         unknown (pass --brokers to use it)"
+            .to_owned(),
+    );
+    let broker = EmbeddedBroker::start(&Topics::new(1))
+        .map_err(|error| StartError::Baseline(error.to_string()))?;
+    Ok(BaselineBroker::Own(broker))
+}
+
+/// The cluster's broker, or one started for the baseline alone.
+#[derive(Debug)]
+enum BaselineBroker {
+    Shared(BrokerProfile),
+    Own(EmbeddedBroker),
+}
+
+impl BaselineBroker {
+    fn profile(&self) -> BrokerProfile {
+        match self {
+            Self::Shared(profile) => profile.clone(),
+            Self::Own(broker) => broker.profile(),
+        }
+    }
+}
+
+/// The same plan and workload shape against the echo node.
+async fn measure_baseline(
+    config: &RunConfig,
+    plan: &LoadPlan,
+    broker: &BaselineBroker,
+) -> Result<Measurements, StartError> {
+    let echo = EchoServer::start(&broker.profile())
+        .await
+        .map_err(|error| StartError::Baseline(error.to_string()))?;
+    eprintln!(
+        "loadtest: baseline (HTTP -> Kafka -> HTTP echo at {}) at the same rate ...",
+        echo.url()
+    );
+    let client = Arc::new(HttpClient::new(
+        &[echo.url().to_owned()],
+        config.connections,
+        config.timeout,
+    )?);
+    preflight(&client, config.ready_timeout).await?;
+    let mut workload = config.workload.clone();
+    workload.run_tag = format!("{}-bl", workload.run_tag);
+    let workload =
+        Workload::new(workload).map_err(|error| StartError::Invalid(error.to_string()))?;
+    let load = apply_load(&client, plan, workload, config, config.progress, None).await?;
+    Ok(load.measurements)
 }
 
 fn resolve_targets(
@@ -502,12 +615,24 @@ pub fn print_summary(outcome: &RunOutcome) {
         None => println!("server-side: no histogram could be scraped"),
     }
     if let Some(baseline) = &s.baseline {
+        let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("x{r:.2}"));
+        let b = &baseline.latency_ms;
         println!(
-            "baseline (HTTP -> Kafka -> HTTP echo): p50 {:.2}  p99 {:.2} ms; full/baseline: p50 x{:.2}, p99 x{:.2}",
-            baseline.latency_ms.p50,
-            baseline.latency_ms.p99,
-            baseline.p50_ratio,
-            baseline.p99_ratio
+            "baseline (HTTP -> Kafka -> HTTP echo, ms): p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}; \
+             achieved {:.0}/s, {} errors, {} dropped",
+            b.p50,
+            b.p90,
+            b.p99,
+            b.p99_9,
+            b.max,
+            baseline.achieved_rps,
+            baseline.errors,
+            baseline.dropped
+        );
+        println!(
+            "full/baseline: p50 {}, p99 {}",
+            ratio(baseline.p50_ratio),
+            ratio(baseline.p99_ratio)
         );
     }
     for (kind, entry) in &s.errors {

@@ -49,6 +49,7 @@ fn config(targets: Vec<String>, report_dir: &Path) -> RunConfig {
         check_correctness: true,
         settle_timeout: Duration::from_millis(600),
         ready_timeout: Duration::from_secs(1),
+        baseline: false,
     }
 }
 

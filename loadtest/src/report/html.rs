@@ -133,6 +133,18 @@ fn overview(page: &mut String, summary: &Summary) {
         );
     }
     page.push_str("</table>");
+    if let Some(baseline) = &summary.baseline {
+        let ratio = |r: Option<f64>| r.map_or("–".to_owned(), |r| format!("×{r:.2}"));
+        let _ = write!(
+            page,
+            "<p>Cost of agreement and durability (full path / bare HTTP → Kafka → HTTP echo at the \
+             same rate): p50 {}, p99 {}; the baseline achieved {:.0}/s with {} errors.</p>",
+            ratio(baseline.p50_ratio),
+            ratio(baseline.p99_ratio),
+            baseline.achieved_rps,
+            baseline.errors
+        );
+    }
 }
 
 fn details(page: &mut String, summary: &Summary) {
