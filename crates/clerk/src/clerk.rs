@@ -883,7 +883,11 @@ impl Clerk {
             .views
             .range(..self.config.instance_id)
             .filter(|(_, view)| view.live && !view.suspected)
-            .filter(|&(&peer, _)| slot.copy_from(peer) == slot.agreed_digest())
+            .filter(|&(&peer, _)| {
+                // A copy not yet here does not rule the peer out: it is
+                // live and about to agree.
+                slot.copy_from(peer).is_none() || slot.copy_from(peer) == slot.agreed_digest()
+            })
             .map(|(&peer, _)| peer)
             .collect();
         let schedule = Schedule {
