@@ -49,6 +49,9 @@ pub struct FakeFaults {
 pub struct FakeClusterConfig {
     pub instances: usize,
     pub partitions: u32,
+    /// GET /v1/commands/{key} finds only the newest this many keys, as a
+    /// gateway's bounded key index does (`None`: every key).
+    pub lookup_bound: Option<usize>,
     pub faults: FakeFaults,
 }
 
@@ -57,6 +60,7 @@ impl Default for FakeClusterConfig {
         Self {
             instances: 1,
             partitions: 4,
+            lookup_bound: None,
             faults: FakeFaults::default(),
         }
     }
@@ -65,8 +69,8 @@ impl Default for FakeClusterConfig {
 #[derive(Debug, Default)]
 struct Inventory {
     levels: HashMap<(String, String), i64>,
-    /// Stored answers by key: (status, envelope bytes).
-    answers: HashMap<String, (u16, Arc<[u8]>)>,
+    /// Stored answers by key: (status, envelope bytes, first-answer rank).
+    answers: HashMap<String, (Reply, u64)>,
     next_offset: Vec<i64>,
     accepted_receives: u64,
 }
@@ -379,7 +383,7 @@ impl Shared {
             .inventory
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(answer) = inventory.answers.get(&submission.idempotency_key) {
+        if let Some((answer, _)) = inventory.answers.get(&submission.idempotency_key) {
             return answer.clone();
         }
         let command = &submission.command;
@@ -404,9 +408,10 @@ impl Shared {
             b"",
         );
         let answer: Reply = (status, Arc::from(envelope));
+        let rank = inventory.answers.len() as u64;
         inventory
             .answers
-            .insert(submission.idempotency_key, answer.clone());
+            .insert(submission.idempotency_key, (answer.clone(), rank));
         answer
     }
 
@@ -471,9 +476,13 @@ impl Shared {
             .inventory
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let newest = |rank: u64| match self.config.lookup_bound {
+            Some(bound) => rank + bound as u64 >= inventory.answers.len() as u64,
+            None => true,
+        };
         match inventory.answers.get(key) {
-            Some(answer) => answer.clone(),
-            None => error(404, "unknown_key"),
+            Some((answer, rank)) if newest(*rank) => answer.clone(),
+            _ => error(404, "unknown_key"),
         }
     }
 

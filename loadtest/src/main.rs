@@ -101,6 +101,10 @@ struct Args {
     /// How long instances get to converge before the level audit reports.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     settle_timeout: Duration,
+    /// The gateways' key-index bound: only the newest acknowledged keys
+    /// within it are looked up after the load (default: the gateway's).
+    #[arg(long, default_value_t = gateway::config::GatewayConfig::default().max_key_index_entries)]
+    key_index_bound: usize,
     /// How long the targets get to answer /health with ready.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
         },
         check_correctness: !args.no_correctness,
         settle_timeout: args.settle_timeout,
+        key_index_bound: args.key_index_bound,
         ready_timeout: args.ready_timeout,
         baseline: args.baseline,
     };

@@ -57,6 +57,8 @@ pub struct ErrorTally {
 /// A submission answered with an agreed outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnsweredSubmission {
+    /// Place in the arrival schedule (so also age: lower is older).
+    pub index: u64,
     pub key: String,
     pub command: Command,
     pub position: CommandPosition,
@@ -69,6 +71,8 @@ pub struct AnsweredSubmission {
 /// have been applied, so the correctness pass looks it up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnansweredSubmission {
+    /// Place in the arrival schedule.
+    pub index: u64,
     pub key: String,
     pub command: Command,
 }
@@ -460,6 +464,7 @@ impl Recorder {
                     }
                 }
                 m.answered.push(AnsweredSubmission {
+                    index: outcome.index,
                     key,
                     command,
                     position,
@@ -474,7 +479,11 @@ impl Recorder {
                         .or_insert(ErrorTally { count: 0, example })
                         .count += 1;
                 }
-                m.unanswered.push(UnansweredSubmission { key, command });
+                m.unanswered.push(UnansweredSubmission {
+                    index: outcome.index,
+                    key,
+                    command,
+                });
             }
         }
     }

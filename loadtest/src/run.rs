@@ -50,6 +50,9 @@ pub struct RunConfig {
     pub progress: Progress,
     pub check_correctness: bool,
     pub settle_timeout: Duration,
+    /// The gateways' key-index bound (`max_key_index_entries`): how many
+    /// of the newest acknowledged keys a lookup can still find.
+    pub key_index_bound: usize,
     /// Also measure the bare HTTP -> Kafka -> HTTP path at the same rate.
     pub baseline: bool,
     /// How long targets get to report ready before the run gives up.
@@ -143,6 +146,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, StartError> {
             partitions,
             concurrency: config.connections.clamp(1, 256),
             settle_timeout: config.settle_timeout,
+            lookup_window: CorrectnessConfig::lookup_window_for(config.key_index_bound),
         };
         Some(
             correctness::check(

@@ -48,6 +48,7 @@ fn config(targets: Vec<String>, report_dir: &Path) -> RunConfig {
         progress: Progress::Quiet,
         check_correctness: true,
         settle_timeout: Duration::from_millis(600),
+        key_index_bound: 262_144,
         ready_timeout: Duration::from_secs(1),
         baseline: false,
     }
@@ -57,6 +58,7 @@ async fn run_against(faults: FakeFaults, report_dir: &Path) -> RunOutcome {
     let fake = FakeCluster::start(FakeClusterConfig {
         instances: 4,
         partitions: 4,
+        lookup_bound: None,
         faults,
     })
     .await
@@ -183,4 +185,35 @@ async fn an_unreachable_target_means_the_run_could_not_start() {
         .await
         .expect_err("nothing listens");
     assert!(matches!(error, StartError::NotReady { .. }), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_keys_a_bounded_key_index_still_holds_are_looked_up() {
+    let fake = FakeCluster::start(FakeClusterConfig {
+        instances: 4,
+        partitions: 4,
+        lookup_bound: Some(200),
+        faults: FakeFaults::default(),
+    })
+    .await
+    .expect("fake cluster starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(fake.urls(), dir.path());
+    config.key_index_bound = 200;
+    let outcome = run(config).await.expect("the run starts");
+    let correctness = outcome.summary.correctness.as_ref().expect("the pass ran");
+    assert!(correctness.passed(), "{correctness:#?}");
+    let lookups = correctness
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("every acknowledged command"))
+        .expect("the lookup check");
+    // 180 of the ~570 acknowledged keys are looked up (nine tenths of 200).
+    assert!(
+        lookups
+            .detail
+            .starts_with("180 acknowledged keys looked up"),
+        "{}",
+        lookups.detail
+    );
 }
