@@ -293,6 +293,8 @@ pub struct Recorder {
     history: Option<HistoryWriter>,
     history_error: Option<io::Error>,
     measurements: Measurements,
+    /// The next second whose live line is due.
+    next_line: u32,
 }
 
 impl Recorder {
@@ -310,6 +312,7 @@ impl Recorder {
             history,
             history_error: None,
             measurements,
+            next_line: 0,
         }
     }
 
@@ -340,9 +343,22 @@ impl Recorder {
                     Some(outcome) => self.record(outcome),
                     None => break,
                 },
-                tick = ticks.tick() => self.second_ended(tick.into_std()),
+                tick = ticks.tick() => {
+                    let elapsed = tick.into_std().saturating_duration_since(self.clock.origin);
+                    if let Some(ended) = seconds_of(elapsed).checked_sub(1) {
+                        self.print_seconds_through(ended);
+                    }
+                }
             }
         }
+        // The schedule's last seconds end after the last tick that came.
+        let scheduled = seconds_of(
+            self.plan
+                .schedule
+                .duration()
+                .saturating_sub(Duration::from_nanos(1)),
+        );
+        self.print_seconds_through(scheduled);
         self.finish()
     }
 
@@ -510,13 +526,18 @@ impl Recorder {
         }
     }
 
-    /// The live line for the second that just ended.
-    fn second_ended(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.clock.origin);
-        let second = seconds_of(elapsed).saturating_sub(1);
-        if self.progress == Progress::Quiet || elapsed < Duration::from_millis(500) {
+    /// The live lines of the seconds up to `last` not printed yet.
+    fn print_seconds_through(&mut self, last: u32) {
+        if self.progress == Progress::Quiet {
             return;
         }
+        while self.next_line <= last {
+            self.print_second(self.next_line);
+            self.next_line += 1;
+        }
+    }
+
+    fn print_second(&mut self, second: u32) {
         let stats = second_mut(&mut self.measurements.seconds, &self.plan, second).clone();
         let m = &self.measurements;
         let (phase, so_far) = if stats.measured {
@@ -524,8 +545,8 @@ impl Recorder {
         } else {
             ("warmup ", &m.warmup_latency)
         };
-        let errors: u64 = self.measurements.seconds.iter().map(|s| s.errors).sum();
-        let dropped: u64 = self.measurements.seconds.iter().map(|s| s.dropped).sum();
+        let errors: u64 = m.seconds.iter().map(|s| s.errors).sum();
+        let dropped: u64 = m.seconds.iter().map(|s| s.dropped).sum();
         eprintln!(
             "{phase}{:>4}s  offered {:>6}/s  achieved {:>6}/s  p50 {}  p99 {}  errors {errors}  dropped {dropped}",
             second + 1,
