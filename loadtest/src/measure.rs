@@ -98,8 +98,8 @@ pub struct Measurements {
     pub rejected: u64,
     pub dropped: u64,
     pub errors: BTreeMap<String, ErrorTally>,
-    /// Offset from the origin of the last measured ok answer.
-    pub last_ok: Option<Duration>,
+    /// Offsets from the origin of the first and the last measured ok answer.
+    pub ok_span: Option<(Duration, Duration)>,
     /// All phases.
     pub answered: Vec<AnsweredSubmission>,
     pub unanswered: Vec<UnansweredSubmission>,
@@ -122,7 +122,7 @@ impl Measurements {
             rejected: 0,
             dropped: 0,
             errors: BTreeMap::new(),
-            last_ok: None,
+            ok_span: None,
             answered: Vec::new(),
             unanswered: Vec::new(),
             history: None,
@@ -133,14 +133,14 @@ impl Measurements {
         self.errors.values().map(|tally| tally.count).sum()
     }
 
-    /// Answered requests per second over the measured part, or until the
-    /// last of them was answered if that is later.
+    /// Measured ok answers per second: over the span from the first to the
+    /// last of them, or over the measured duration if that is longer. A
+    /// system that keeps pace answers within the duration shifted by its
+    /// latency; one that falls behind stretches the span.
     pub fn achieved_rps(&self, plan: &LoadPlan) -> f64 {
         let span = self
-            .last_ok
-            .map_or(Duration::ZERO, |last| {
-                last.saturating_sub(plan.measure_from)
-            })
+            .ok_span
+            .map_or(Duration::ZERO, |(first, last)| last.saturating_sub(first))
             .max(plan.measured_duration());
         if span.is_zero() {
             return 0.0;
@@ -469,10 +469,12 @@ impl Recorder {
             } => {
                 if measured {
                     m.ok += 1;
-                    m.last_ok = Some(
-                        m.last_ok
-                            .map_or(completed_offset, |l| l.max(completed_offset)),
-                    );
+                    m.ok_span = Some(match m.ok_span {
+                        None => (completed_offset, completed_offset),
+                        Some((first, last)) => {
+                            (first.min(completed_offset), last.max(completed_offset))
+                        }
+                    });
                     if accepted {
                         m.accepted += 1;
                     } else {
@@ -587,6 +589,8 @@ pub fn format_micros(micros: u64) -> String {
 mod tests {
     use bytes::Bytes;
 
+    use crate::workload::Command;
+
     use super::*;
 
     fn answer(status: u16, body: &'static str) -> Answer {
@@ -645,6 +649,60 @@ mod tests {
             read_answer(&answer(502, "Bad Gateway"), "k"),
             Reading::Error("http 502".to_owned())
         );
+    }
+
+    /// 100 requests/s for 1 s after no warmup, each answered `latency(i)`
+    /// after its intended time.
+    fn achieved_percent_with(latency: impl Fn(u64) -> Duration) -> f64 {
+        use std::time::SystemTime;
+
+        use crate::workload::Submission;
+
+        let plan =
+            LoadPlan::new(100.0, Duration::from_secs(1), Duration::ZERO, None).expect("valid");
+        let origin = Instant::now();
+        let clock = RunClock {
+            origin,
+            wall_origin: SystemTime::now(),
+        };
+        let mut recorder = Recorder::new(plan.clone(), clock, Progress::Quiet, None);
+        for index in 0..100u64 {
+            let intended = origin + Duration::from_millis(10 * index);
+            let key = format!("k{index}");
+            let body = format!(
+                r#"{{"partition":0,"offset":{index},"index":0,"key":"{key}","verdict":"accepted"}}"#
+            );
+            recorder.record(Outcome {
+                index,
+                submission: Submission {
+                    key,
+                    command: Command::Ship {
+                        warehouse: "w".to_owned(),
+                        sku: "s".to_owned(),
+                        quantity: 1,
+                    },
+                    duplicate: false,
+                },
+                target: 0,
+                intended,
+                sent: Some(intended),
+                completed: Some(intended + latency(index)),
+                result: OutcomeResult::Answered(Answer {
+                    status: 200,
+                    body: Bytes::from(body),
+                }),
+            });
+        }
+        recorder.finish().achieved_percent(&plan)
+    }
+
+    #[test]
+    fn keeping_pace_at_any_latency_achieves_the_offered_rate_and_falling_behind_does_not() {
+        let steady = achieved_percent_with(|_| Duration::from_millis(500));
+        assert!((steady - 100.0).abs() < 1e-9, "{steady}");
+        // Each answer 10 ms later than the one before: answers spread over 2 s.
+        let behind = achieved_percent_with(|index| Duration::from_millis(10 * index));
+        assert!((behind - 50.5).abs() < 1.0, "{behind}");
     }
 
     #[test]
