@@ -97,7 +97,10 @@ impl BrokerProfile {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
-            .set("client.id", client_id);
+            .set("client.id", client_id)
+            // Small requests (one pack, one fetch) must not wait for the
+            // previous one's ACK: with Nagle on, a delayed ACK stalls them.
+            .set("socket.nagle.disable", "true");
         config
     }
 
