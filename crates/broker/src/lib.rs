@@ -69,6 +69,7 @@ impl BrokerProfile {
             .set("acks", "all")
             .set("max.in.flight.requests.per.connection", "5")
             .set("linger.ms", self.linger_ms())
+            .set("batch.num.messages", self.batch_num_messages())
             .set("message.timeout.ms", "10000");
         config
     }
@@ -102,6 +103,17 @@ impl BrokerProfile {
             // previous one's ACK: with Nagle on, a delayed ACK stalls them.
             .set("socket.nagle.disable", "true");
         config
+    }
+
+    /// tansu 0.6.0 mishandles multi-record batches: a fetch from an offset
+    /// inside one returns nothing, and its log end is the last batch's base
+    /// offset + 1 (a restart then looks like a rewound log). One record per
+    /// batch avoids both, at a cost in throughput; the mock is unaffected.
+    fn batch_num_messages(&self) -> &'static str {
+        match self.kind {
+            BrokerKind::EmbeddedMock => "10000",
+            BrokerKind::External => "1",
+        }
     }
 
     fn linger_ms(&self) -> &'static str {

@@ -34,6 +34,9 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 const LOG_END_REFRESH: Duration = Duration::from_millis(500);
 /// How long asking for one partition's log end may take.
 const LOG_END_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long the fetch thread waits for the actor's answer; only a stopping
+/// actor takes this long, and the thread then ends.
+const ACTOR_ANSWER: Duration = Duration::from_secs(30);
 /// How long a seek may take before it counts as a failed fetch.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -489,17 +492,19 @@ impl FetchThread {
                         Ok(runs) => {
                             let mut backoff = None;
                             for run in runs {
-                                match runtime.block_on(usher.send(run)) {
+                                match runtime.block_on(usher.send(run).timeout(ACTOR_ANSWER)) {
                                     Ok(delay) => backoff = backoff.max(delay),
                                     Err(MailboxError::Closed | MailboxError::Timeout) => return,
                                 }
                             }
                             backoff
                         }
-                        Err(failed) => match runtime.block_on(usher.send(failed)) {
-                            Ok(delay) => delay,
-                            Err(MailboxError::Closed | MailboxError::Timeout) => return,
-                        },
+                        Err(failed) => {
+                            match runtime.block_on(usher.send(failed).timeout(ACTOR_ANSWER)) {
+                                Ok(delay) => delay,
+                                Err(MailboxError::Closed | MailboxError::Timeout) => return,
+                            }
+                        }
                     };
                     if let Some(delay) = backoff {
                         // A retry backoff the core chose, not synchronisation.
@@ -515,13 +520,12 @@ impl FetchThread {
         }
     }
 
+    /// Tells both threads to end; they notice within one poll wait or
+    /// refresh period. Not joined: this runs in the actor's `stopped`, and
+    /// a thread waiting for that actor's answer would wait for the join.
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        // The threads notice within one poll wait or refresh period; a send
-        // to the stopped actor returns at once.
-        if self.handle.join().is_err() || self.log_ends.join().is_err() {
-            tracing::error!("a fetch thread panicked");
-        }
+        drop((self.handle, self.log_ends));
     }
 }
 

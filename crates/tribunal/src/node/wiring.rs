@@ -51,6 +51,9 @@ use warden::shell::WardenActor;
 const RECENT_OUTPUTS_PER_PARTITION: usize = 8_192;
 /// Retained Ledger rows read per page at start.
 const RETAINED_PAGE: usize = 4_096;
+/// How long the outcome reader waits for the Clerk's answer; only a
+/// stopping node takes this long, and the reader then ends.
+const CLERK_ANSWER: Duration = Duration::from_secs(30);
 /// How often /health's view of the actors is refreshed.
 const OBSERVE_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -261,15 +264,16 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         clerk.clone(),
         publisher.clone(),
     );
-    let code = tokio::select! {
-        () = crate::node::stop_signal() => {
-            tracing::info!("stop signal; shutting down");
-            ExitCode::SUCCESS
-        }
-        record = wait_for_halt(status.clone()) => {
-            tracing::error!(?record, "the instance halted");
+    // A halted instance stops applying and publishing but keeps serving
+    // /health and /metrics until an operator stops it.
+    crate::node::stop_signal().await;
+    tracing::info!("stop signal; shutting down");
+    let code = match status.halt_record() {
+        Some(record) => {
+            tracing::error!(?record, "stopping a halted instance");
             ExitCode::from(exit::HALTED)
         }
+        None => ExitCode::SUCCESS,
     };
     observer.abort();
     server_handle.stop(true).await;
@@ -425,20 +429,6 @@ fn clerk_status(status: InstanceStatus) -> clerk::InstanceStatus {
     }
 }
 
-async fn wait_for_halt(status: NodeStatus) -> Option<crate::lifecycle::HaltRecord> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let sender = Mutex::new(Some(sender));
-    status.listen(Box::new(move |now| {
-        if now == InstanceStatus::Halted
-            && let Some(sender) = lock(&sender).take()
-        {
-            let _ = sender.send(());
-        }
-    }));
-    let _ = receiver.await;
-    status.halt_record()
-}
-
 /// Copies the actors' progress and suspicion into the status /health reads.
 fn observe_periodically(
     status: NodeStatus,
@@ -559,8 +549,11 @@ impl NodeHub {
                 return;
             }
         };
-        let deliver =
-            Box::new(move |batch| runtime.block_on(clerk.send(OutcomesConsumed(batch))).ok());
+        let deliver = Box::new(move |batch| {
+            runtime
+                .block_on(clerk.send(OutcomesConsumed(batch)).timeout(CLERK_ANSWER))
+                .ok()
+        });
         match OutcomeReader::start(
             consumer,
             self.outcome_topic.clone(),
