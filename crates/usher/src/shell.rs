@@ -481,6 +481,7 @@ impl FetchThread {
             .name("usher-fetch".to_owned())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
                     .build()
                     .expect("a current-thread runtime needs no resources that can run out");
                 let poller = Poller {
@@ -492,7 +493,9 @@ impl FetchThread {
                         Ok(runs) => {
                             let mut backoff = None;
                             for run in runs {
-                                match runtime.block_on(usher.send(run).timeout(ACTOR_ANSWER)) {
+                                match runtime
+                                    .block_on(async { usher.send(run).timeout(ACTOR_ANSWER).await })
+                                {
                                     Ok(delay) => backoff = backoff.max(delay),
                                     Err(MailboxError::Closed | MailboxError::Timeout) => return,
                                 }
@@ -500,7 +503,9 @@ impl FetchThread {
                             backoff
                         }
                         Err(failed) => {
-                            match runtime.block_on(usher.send(failed).timeout(ACTOR_ANSWER)) {
+                            match runtime
+                                .block_on(async { usher.send(failed).timeout(ACTOR_ANSWER).await })
+                            {
                                 Ok(delay) => delay,
                                 Err(MailboxError::Closed | MailboxError::Timeout) => return,
                             }

@@ -541,7 +541,10 @@ impl NodeHub {
             return;
         };
         let clerk = self.clerk().clone();
-        let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(error) => {
                 tracing::error!(%error, "no runtime for the outcome reader");
@@ -551,7 +554,12 @@ impl NodeHub {
         };
         let deliver = Box::new(move |batch| {
             runtime
-                .block_on(clerk.send(OutcomesConsumed(batch)).timeout(CLERK_ANSWER))
+                .block_on(async {
+                    clerk
+                        .send(OutcomesConsumed(batch))
+                        .timeout(CLERK_ANSWER)
+                        .await
+                })
                 .ok()
         });
         match OutcomeReader::start(
