@@ -3,8 +3,11 @@
 
 use actix::prelude::*;
 
+use protocol::position::{Offset, Partition};
+
 use crate::commit::{DurableCommit, GroupCommit};
 use crate::error::LedgerError;
+use crate::publication::PublicationTracker;
 use crate::store::Ledger;
 
 /// The Ledger of one instance as an actor (start it with
@@ -13,14 +16,19 @@ use crate::store::Ledger;
 #[derive(Debug)]
 pub struct LedgerActor {
     ledger: Ledger,
+    /// Which stored outputs are published (pruned by the next commit) and
+    /// where the outcome readers resume after a restart.
+    publications: PublicationTracker,
     commits: u64,
     records: u64,
 }
 
 impl LedgerActor {
-    pub fn new(ledger: Ledger) -> Self {
+    /// `publications` has learnt the retained rows read at start.
+    pub fn new(ledger: Ledger, publications: PublicationTracker) -> Self {
         Self {
             ledger,
+            publications,
             commits: 0,
             records: 0,
         }
@@ -39,12 +47,31 @@ pub struct Commit(pub GroupCommit);
 impl Handler<Commit> for LedgerActor {
     type Result = Result<DurableCommit, LedgerError>;
 
-    fn handle(&mut self, Commit(commit): Commit, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Commit(mut commit): Commit, _ctx: &mut Self::Context) -> Self::Result {
         let records = commit.record_count() as u64;
+        self.publications.prepare(&mut commit);
         let durable = self.ledger.write(commit)?;
+        self.publications.commit_durable(&durable);
         self.commits += 1;
         self.records += records;
         Ok(durable)
+    }
+}
+
+/// Publications the Clerk read on the outcome topic: (input partition,
+/// input offset, outcome offset), in outcome-topic order.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PublicationsSeen(pub Vec<(Partition, Offset, Offset)>);
+
+impl Handler<PublicationsSeen> for LedgerActor {
+    type Result = ();
+
+    fn handle(&mut self, PublicationsSeen(seen): PublicationsSeen, _ctx: &mut Self::Context) {
+        for (partition, offset, outcome_offset) in seen {
+            self.publications
+                .publication_seen(partition, offset, outcome_offset);
+        }
     }
 }
 

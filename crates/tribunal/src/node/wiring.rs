@@ -42,13 +42,17 @@ use crate::pipeline::Cores;
 use crate::store::LedgerStore;
 use arbiter::shell::ArbiterActor;
 use gateway::metrics::MetricsRegistry;
-use ledger::shell::LedgerActor;
+use ledger::PublicationTracker;
+use ledger::shell::{LedgerActor, PublicationsSeen};
 use registrar::shell::RegistrarActor;
 use warden::shell::WardenActor;
 
 /// Outputs kept in memory for publishing, per partition (the Clerk's
 /// unagreed window); older ones are read back from the Ledger.
 const RECENT_OUTPUTS_PER_PARTITION: usize = 8_192;
+/// Publications the Ledger remembers ahead of its watermark, per partition:
+/// the Clerk reads no further than its unagreed window plus its lookahead.
+const MAX_PUBLICATIONS_SEEN_AHEAD: usize = 2 * 8_192;
 /// Retained Ledger rows read per page at start.
 const RETAINED_PAGE: usize = 4_096;
 /// How long the outcome reader waits for the Clerk's answer; only a
@@ -98,7 +102,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
             )
         })
         .collect();
-    let retained = retained_outputs(&reader)?;
+    let (retained, publications) = retained_outputs(&reader, &cores.watermarks)?;
     let status = NodeStatus::new(
         lifecycle,
         watermarks
@@ -112,6 +116,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         clerk: None,
         usher: None,
         publisher: None,
+        ledger: None,
         outcome_reader: None,
         outcome_reader_starts: Vec::new(),
         partitions: args.partitions,
@@ -177,8 +182,9 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
 
     let mut registry = MetricsRegistry::new();
     let pipeline_metrics = PipelineMetrics::register(&mut registry);
-    let processing = start_processing(
+    let (processing, ledger_actor) = start_processing(
         cores,
+        publications,
         &watermarks,
         args.partitions,
         &status,
@@ -229,6 +235,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         clerk: clerk.clone(),
         usher: usher.clone(),
         publisher: publisher.clone(),
+        ledger: ledger_actor,
     });
     status.listen(clerk_status_listener(clerk.clone()));
 
@@ -285,12 +292,13 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
 /// conductor that takes batches through them.
 fn start_processing(
     cores: Cores,
+    publications: PublicationTracker,
     watermarks: &[(Partition, Offset, StreamTime, Offset)],
     partitions: u32,
     status: &NodeStatus,
     hub: &Addr<NodeHub>,
     metrics: PipelineMetrics,
-) -> Addr<ProcessingActor> {
+) -> (Addr<ProcessingActor>, Addr<LedgerActor>) {
     let Cores {
         domain,
         warden,
@@ -303,17 +311,19 @@ fn start_processing(
     let store = LedgerStore(reader);
     let max_batch_records = arbiter.config().max_batch_records;
     let arbiter = ArbiterActor::new(arbiter).start();
-    let ledger = once_on_thread(ledger, LedgerActor::new);
+    let ledger = once_on_thread((ledger, publications), |(ledger, publications)| {
+        LedgerActor::new(ledger, publications)
+    });
     let stages = Stages {
         domain,
         partitions,
         warden: WardenActor::new(warden, store.clone()).start(),
         registrar: RegistrarActor::new(registrar, store).start(),
         arbiter,
-        ledger,
+        ledger: ledger.clone(),
         metrics,
     };
-    ProcessingActor::new(
+    let processing = ProcessingActor::new(
         stages,
         watermarks
             .iter()
@@ -334,12 +344,13 @@ fn start_processing(
         status.clone(),
         max_batch_records,
     )
-    .start()
+    .start();
+    (processing, ledger)
 }
 
 /// Starts a one-thread `SyncArbiter` actor around `core`; the factory runs
 /// exactly once, on that thread.
-fn once_on_thread<T, A>(core: T, make: fn(T) -> A) -> Addr<A>
+fn once_on_thread<T, A>(core: T, make: impl Fn(T) -> A + Send + Sync + 'static) -> Addr<A>
 where
     T: Send + 'static,
     A: Actor<Context = SyncContext<A>>,
@@ -360,9 +371,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Rows the Ledger still holds for records whose publication was not seen
-/// before the stop: the Clerk counts them as its own copies again.
-fn retained_outputs(reader: &LedgerReader) -> Result<Vec<OwnOutput>, String> {
+/// Rows the Ledger still holds: those whose publication was not seen
+/// before the stop are the Clerk's own copies again; all of them teach the
+/// Ledger's publication tracker what to prune.
+fn retained_outputs(
+    reader: &LedgerReader,
+    watermarks: &[ledger::PartitionWatermark],
+) -> Result<(Vec<OwnOutput>, PublicationTracker), String> {
+    let mut tracker = PublicationTracker::new(watermarks, MAX_PUBLICATIONS_SEEN_AHEAD);
     let mut outputs = Vec::new();
     let mut from = RecordPosition {
         partition: 0,
@@ -376,10 +392,10 @@ fn retained_outputs(reader: &LedgerReader) -> Result<Vec<OwnOutput>, String> {
             break;
         };
         let full = page.len() == RETAINED_PAGE;
-        outputs.extend(
-            page.into_iter()
-                .filter(|(_, row)| !row.publication_seen)
-                .map(|(position, row)| OwnOutput {
+        for (position, row) in page {
+            tracker.retained_row_loaded(position, &row);
+            if !row.publication_seen {
+                outputs.push(OwnOutput {
                     partition: position.partition,
                     offset: position.offset,
                     digest: row.record_digest(),
@@ -387,8 +403,9 @@ fn retained_outputs(reader: &LedgerReader) -> Result<Vec<OwnOutput>, String> {
                     // dead-letter record for these (the publication itself
                     // still carries the agreed outcome).
                     dead_letter_reason: None,
-                }),
-        );
+                });
+            }
+        }
         if !full {
             break;
         }
@@ -397,7 +414,7 @@ fn retained_outputs(reader: &LedgerReader) -> Result<Vec<OwnOutput>, String> {
             offset: last.offset + 1,
         };
     }
-    Ok(outputs)
+    Ok((outputs, tracker))
 }
 
 /// Tells the Clerk every status change: a recovering instance's Clerk
@@ -501,6 +518,7 @@ struct Connect {
     clerk: Addr<ClerkActor>,
     usher: Addr<UsherActor<Inventory>>,
     publisher: Addr<PublisherActor>,
+    ledger: Addr<LedgerActor>,
 }
 
 /// Routes between the actors (see the module docs).
@@ -509,6 +527,7 @@ struct NodeHub {
     clerk: Option<Addr<ClerkActor>>,
     usher: Option<Addr<UsherActor<Inventory>>>,
     publisher: Option<Addr<PublisherActor>>,
+    ledger: Option<Addr<LedgerActor>>,
     outcome_reader: Option<OutcomeReader>,
     /// Outcome reader positions the Clerk asked for, until every partition has one.
     outcome_reader_starts: Vec<(Partition, Offset)>,
@@ -532,6 +551,12 @@ impl NodeHub {
 
     fn publisher(&self) -> &Addr<PublisherActor> {
         self.publisher
+            .as_ref()
+            .expect("connected before any actor runs")
+    }
+
+    fn ledger(&self) -> &Addr<LedgerActor> {
+        self.ledger
             .as_ref()
             .expect("connected before any actor runs")
     }
@@ -588,6 +613,7 @@ impl Handler<Connect> for NodeHub {
         self.clerk = Some(connect.clerk);
         self.usher = Some(connect.usher);
         self.publisher = Some(connect.publisher);
+        self.ledger = Some(connect.ledger);
     }
 }
 
@@ -656,9 +682,16 @@ impl Handler<RecordsSettled> for NodeHub {
 impl Handler<OutcomePublicationsSeen> for NodeHub {
     type Result = ();
 
-    fn handle(&mut self, _seen: OutcomePublicationsSeen, _ctx: &mut Self::Context) {
-        // The Ledger keeps retained rows until a later version prunes them
-        // (ledger.MarkOutputPublicationSeen is not wired yet).
+    fn handle(
+        &mut self,
+        OutcomePublicationsSeen(seen): OutcomePublicationsSeen,
+        _ctx: &mut Self::Context,
+    ) {
+        self.ledger().do_send(PublicationsSeen(
+            seen.into_iter()
+                .map(|seen| (seen.partition, seen.offset, seen.outcome_offset))
+                .collect(),
+        ));
     }
 }
 
