@@ -118,7 +118,7 @@ impl BrokerProfile {
 
     fn linger_ms(&self) -> &'static str {
         match self.kind {
-            BrokerKind::EmbeddedMock => "1",
+            BrokerKind::EmbeddedMock => "5",
             BrokerKind::External => "5",
         }
     }
