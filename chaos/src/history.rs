@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 
-use domain::inventory::{Inventory, InventoryCommand, InventoryLimits};
+use domain::inventory::{Inventory, InventoryLimits};
 use protocol::position::{Offset, Partition, StreamTime};
 use protocol::records::Publication;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -102,108 +102,9 @@ impl From<InventoryBounds> for InventoryLimits {
 }
 
 /// A command as the HTTP API spells it inside a submission
-/// (`{"type":"receive","warehouse":..,"sku":..,"quantity":..}`); the same
-/// JSON as `loadtest::workload::Command`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Command {
-    Receive {
-        warehouse: String,
-        sku: String,
-        quantity: i64,
-    },
-    Ship {
-        warehouse: String,
-        sku: String,
-        quantity: i64,
-    },
-    Transfer {
-        from: String,
-        to: String,
-        sku: String,
-        quantity: i64,
-    },
-}
-
-impl Command {
-    pub fn sku(&self) -> &str {
-        match self {
-            Self::Receive { sku, .. } | Self::Ship { sku, .. } | Self::Transfer { sku, .. } => sku,
-        }
-    }
-}
-
-impl From<&Command> for InventoryCommand {
-    fn from(command: &Command) -> Self {
-        match command.clone() {
-            Command::Receive {
-                warehouse,
-                sku,
-                quantity,
-            } => Self::Receive {
-                warehouse,
-                sku,
-                quantity,
-            },
-            Command::Ship {
-                warehouse,
-                sku,
-                quantity,
-            } => Self::Ship {
-                warehouse,
-                sku,
-                quantity,
-            },
-            Command::Transfer {
-                from,
-                to,
-                sku,
-                quantity,
-            } => Self::Transfer {
-                from,
-                to,
-                sku,
-                quantity,
-            },
-        }
-    }
-}
-
-impl From<&InventoryCommand> for Command {
-    fn from(command: &InventoryCommand) -> Self {
-        match command.clone() {
-            InventoryCommand::Receive {
-                warehouse,
-                sku,
-                quantity,
-            } => Self::Receive {
-                warehouse,
-                sku,
-                quantity,
-            },
-            InventoryCommand::Ship {
-                warehouse,
-                sku,
-                quantity,
-            } => Self::Ship {
-                warehouse,
-                sku,
-                quantity,
-            },
-            InventoryCommand::Transfer {
-                from,
-                to,
-                sku,
-                quantity,
-            } => Self::Transfer {
-                from,
-                to,
-                sku,
-                quantity,
-            },
-        }
-    }
-}
+/// (`{"type":"receive","warehouse":..,"sku":..,"quantity":..}`): the
+/// domain's own command, whose serde form is the API's.
+pub use domain::inventory::InventoryCommand as Command;
 
 /// Bytes kept exactly: a JSON string when UTF-8, else `{"hex":"..."}`.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -442,7 +343,7 @@ impl InputRecord {
                     .iter()
                     .map(|decoded| InputCommand {
                         key: decoded.idempotency_key.clone(),
-                        command: Command::from(&decoded.command),
+                        command: decoded.command.clone(),
                     })
                     .collect(),
             },

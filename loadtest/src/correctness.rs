@@ -112,7 +112,7 @@ pub async fn check(
     let outcomes = look_up_keys(&mut report, &client, &keys, config).await;
     let mut audit = Audit::new(config.partitions);
     for (position, (command, accepted)) in &outcomes {
-        audit.record_outcome(*position, &command.to_inventory(), *accepted);
+        audit.record_outcome(*position, command, *accepted);
     }
     let touched: BTreeSet<(String, String)> = keys
         .values()

@@ -12,100 +12,30 @@ use std::fmt;
 use std::str::FromStr;
 
 use bytes::Bytes;
-use domain::inventory::InventoryCommand;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, Zipf};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// A command as the HTTP API spells it (`{"type":"receive",...}`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Command {
-    Receive {
-        warehouse: String,
-        sku: String,
-        quantity: i64,
-    },
-    Ship {
-        warehouse: String,
-        sku: String,
-        quantity: i64,
-    },
-    Transfer {
-        from: String,
-        to: String,
-        sku: String,
-        quantity: i64,
-    },
-}
-
-impl Command {
-    pub fn sku(&self) -> &str {
-        match self {
-            Self::Receive { sku, .. } | Self::Ship { sku, .. } | Self::Transfer { sku, .. } => sku,
-        }
-    }
-
-    /// The (warehouse, sku) levels the command names.
-    pub fn levels(&self) -> Vec<(&str, &str)> {
-        match self {
-            Self::Receive { warehouse, sku, .. } | Self::Ship { warehouse, sku, .. } => {
-                vec![(warehouse, sku)]
-            }
-            Self::Transfer { from, to, sku, .. } => vec![(from, sku), (to, sku)],
-        }
-    }
-
-    pub fn kind(&self) -> CommandKind {
-        match self {
-            Self::Receive { .. } => CommandKind::Receive,
-            Self::Ship { .. } => CommandKind::Ship,
-            Self::Transfer { .. } => CommandKind::Transfer,
-        }
-    }
-
-    /// The domain's form, for the inventory audit.
-    pub fn to_inventory(&self) -> InventoryCommand {
-        match self.clone() {
-            Self::Receive {
-                warehouse,
-                sku,
-                quantity,
-            } => InventoryCommand::Receive {
-                warehouse,
-                sku,
-                quantity,
-            },
-            Self::Ship {
-                warehouse,
-                sku,
-                quantity,
-            } => InventoryCommand::Ship {
-                warehouse,
-                sku,
-                quantity,
-            },
-            Self::Transfer {
-                from,
-                to,
-                sku,
-                quantity,
-            } => InventoryCommand::Transfer {
-                from,
-                to,
-                sku,
-                quantity,
-            },
-        }
-    }
-}
+/// A command as the HTTP API spells it (`{"type":"receive",...}`): the
+/// domain's own command, whose serde form is the API's.
+pub use domain::inventory::InventoryCommand as Command;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CommandKind {
     Receive,
     Ship,
     Transfer,
+}
+
+impl CommandKind {
+    pub fn of(command: &Command) -> Self {
+        match command {
+            Command::Receive { .. } => Self::Receive,
+            Command::Ship { .. } => Self::Ship,
+            Command::Transfer { .. } => Self::Transfer,
+        }
+    }
 }
 
 /// One POST /v1/commands: a key and a command; `duplicate` when it re-sends
@@ -434,7 +364,9 @@ mod tests {
         let mut kinds: BTreeMap<CommandKind, usize> = BTreeMap::new();
         let fresh: Vec<&Submission> = submissions.iter().filter(|s| !s.duplicate).collect();
         for submission in &fresh {
-            *kinds.entry(submission.command.kind()).or_default() += 1;
+            *kinds
+                .entry(CommandKind::of(&submission.command))
+                .or_default() += 1;
         }
         let share = |kind| kinds[&kind] as f64 / fresh.len() as f64;
         assert!(

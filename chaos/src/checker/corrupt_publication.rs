@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::inventory::InventoryCommand;
 use domain::{Domain as _, EntityKey, EntityStates, EvaluationContext, Verdict};
 use protocol::envelope::{EnvelopeVerdict, dead_letter_envelope, encode_envelope};
 use protocol::position::{CommandPosition, Offset, Partition};
@@ -385,7 +384,7 @@ fn replay(view: &View<'_>, findings: &mut Vec<Finding>) -> Vec<String> {
             let slot = &view.slots[&position];
             let expected = match &slot.kind {
                 SlotKind::Fresh => {
-                    let command = InventoryCommand::from(&input.command);
+                    let command = input.command.clone();
                     let outcome = domain
                         .evaluate(context, &command, &levels)
                         .expect("the replay's levels hold only the domain's own writes");

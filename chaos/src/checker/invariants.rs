@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use domain::inventory::audit::{Audit, LevelRow};
-use domain::inventory::{InventoryCommand, partition_for_sku};
+use domain::inventory::partition_for_sku;
 use protocol::envelope::EnvelopeVerdict;
 use protocol::position::Partition;
 use serde::Serialize;
@@ -41,7 +41,7 @@ pub(super) fn check(view: &View<'_>, findings: &mut Vec<Finding>) {
                 .expect("an audited partition's applied commands are all known");
             audit.record_outcome(
                 position,
-                &InventoryCommand::from(&command),
+                &command,
                 slot.envelope.verdict == EnvelopeVerdict::Accepted,
             );
         }

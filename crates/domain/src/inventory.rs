@@ -31,9 +31,16 @@ impl Default for InventoryLimits {
 }
 
 /// Only a transfer names a destination: the shape of the enum says so.
+/// Its serde form is the HTTP API's `command` object
+/// (`{"type":"receive","warehouse":..,"sku":..,"quantity":..}`), which the
+/// load generator, the chaos history and clients share; what instances
+/// agree on is the prost encoding and the canonical outcome, never this.
 ///
 /// spec: inventory.TransferNamesDestination
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum InventoryCommand {
     Receive {
         warehouse: String,
@@ -57,6 +64,16 @@ impl InventoryCommand {
     pub fn sku(&self) -> &str {
         match self {
             Self::Receive { sku, .. } | Self::Ship { sku, .. } | Self::Transfer { sku, .. } => sku,
+        }
+    }
+
+    /// The (warehouse, sku) levels the command names.
+    pub fn levels(&self) -> Vec<(&str, &str)> {
+        match self {
+            Self::Receive { warehouse, sku, .. } | Self::Ship { warehouse, sku, .. } => {
+                vec![(warehouse, sku)]
+            }
+            Self::Transfer { from, to, sku, .. } => vec![(from, sku), (to, sku)],
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use domain::inventory::{Inventory, InventoryCommand, partition_for_sku};
+use domain::inventory::{Inventory, partition_for_sku};
 use domain::{Domain as _, EntityKey, EntityStates, EvaluationContext, Verdict};
 use protocol::envelope::{EnvelopeVerdict, dead_letter_envelope, encode_envelope, record_digest};
 use protocol::position::{CommandPosition, Offset, Partition};
@@ -181,7 +181,7 @@ impl Cluster {
         };
         let outcome = self
             .domain
-            .evaluate(context, &InventoryCommand::from(command), &self.levels)
+            .evaluate(context, command, &self.levels)
             .expect("the simulation writes canonical levels");
         let (verdict, reason) = match outcome.verdict {
             Verdict::Accepted => (EnvelopeVerdict::Accepted, None),

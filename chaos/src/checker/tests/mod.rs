@@ -23,7 +23,7 @@ use crate::history::{
 };
 
 fn command(from_domain: domain::inventory::InventoryCommand) -> Command {
-    Command::from(&from_domain)
+    from_domain
 }
 
 fn kinds(report: &CheckReport) -> BTreeSet<CheckKind> {
