@@ -486,13 +486,15 @@ fn observed(
              tribunal_usher_lag{{partition=\"{p}\"}} {}\n\
              tribunal_usher_unagreed_records{{partition=\"{p}\"}} {}\n\
              tribunal_usher_queued_records{{partition=\"{p}\"}} {}\n\
-             tribunal_usher_redelivered_dropped_total{{partition=\"{p}\"}} {}",
+             tribunal_usher_redelivered_dropped_total{{partition=\"{p}\"}} {}\n\
+             tribunal_usher_offset_gaps_total{{partition=\"{p}\"}} {}",
             partition.applied_offset,
             partition.consumed_offset,
             partition.lag,
             partition.unagreed_records,
             partition.queued_records,
             partition.redelivered_dropped,
+            partition.offset_gaps,
         );
     }
     Observed {
