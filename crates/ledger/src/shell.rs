@@ -19,8 +19,6 @@ pub struct LedgerActor {
     /// Which stored outputs are published (pruned by the next commit) and
     /// where the outcome readers resume after a restart.
     publications: PublicationTracker,
-    commits: u64,
-    records: u64,
 }
 
 impl LedgerActor {
@@ -29,8 +27,6 @@ impl LedgerActor {
         Self {
             ledger,
             publications,
-            commits: 0,
-            records: 0,
         }
     }
 }
@@ -48,12 +44,9 @@ impl Handler<Commit> for LedgerActor {
     type Result = Result<DurableCommit, LedgerError>;
 
     fn handle(&mut self, Commit(mut commit): Commit, _ctx: &mut Self::Context) -> Self::Result {
-        let records = commit.record_count() as u64;
         self.publications.prepare(&mut commit);
         let durable = self.ledger.write(commit)?;
         self.publications.commit_durable(&durable);
-        self.commits += 1;
-        self.records += records;
         Ok(durable)
     }
 }
@@ -72,18 +65,5 @@ impl Handler<PublicationsSeen> for LedgerActor {
             self.publications
                 .publication_seen(partition, offset, outcome_offset);
         }
-    }
-}
-
-/// Commits and records written so far, for /metrics.
-#[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "(u64, u64)")]
-pub struct LedgerCounters;
-
-impl Handler<LedgerCounters> for LedgerActor {
-    type Result = MessageResult<LedgerCounters>;
-
-    fn handle(&mut self, _query: LedgerCounters, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult((self.commits, self.records))
     }
 }

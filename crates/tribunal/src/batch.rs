@@ -101,13 +101,14 @@ pub fn record_keys(domain: &Inventory, batch: &BatchInput<InventoryCommand>) -> 
         .collect()
 }
 
-/// The envelopes of the batch's fresh commands, for the Warden.
-pub fn fresh_responses(evaluated: &EvaluatedBatch) -> Vec<(CommandPosition, Vec<u8>)> {
+/// The envelopes of the batch's fresh commands, for the Warden: moved out
+/// (nothing after the Warden reads them), not copied per command.
+pub fn take_fresh_responses(evaluated: &mut EvaluatedBatch) -> Vec<(CommandPosition, Vec<u8>)> {
     evaluated
         .records
-        .iter()
-        .flat_map(|sealed| &sealed.responses)
-        .map(|response| (response.position, response.envelope.clone()))
+        .iter_mut()
+        .flat_map(|sealed| std::mem::take(&mut sealed.responses))
+        .map(|response| (response.position, response.envelope))
         .collect()
 }
 

@@ -7,18 +7,15 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cluster::{ClusterConfig, LocalCluster, NodeProgram};
+use crate::node::Topology;
 
 /// Exit code when the cluster could not start.
 pub const EXIT_COULD_NOT_START: u8 = 3;
 
 #[derive(Clone, Debug, Args)]
 pub struct ClusterArgs {
-    #[arg(long, default_value_t = 4)]
-    pub instances: u32,
-    #[arg(long, default_value_t = 1)]
-    pub partitions: u32,
-    #[arg(long, default_value_t = 3)]
-    pub required_copies: u32,
+    #[command(flatten)]
+    pub topology: Topology,
     /// An existing Kafka-protocol broker; default: an embedded one.
     #[arg(long)]
     pub brokers: Option<String>,
@@ -52,9 +49,9 @@ pub fn run_cluster(args: ClusterArgs, node_subcommand: &str) -> ExitCode {
         ),
     };
     let mut config = ClusterConfig::new(program, data_root.clone());
-    config.instances = args.instances;
-    config.partitions = args.partitions;
-    config.required_copies = args.required_copies;
+    config.instances = args.topology.instances;
+    config.partitions = args.topology.partitions;
+    config.required_copies = args.topology.required_copies;
     config.brokers = args.brokers.clone();
     config.http_port = args.http_port;
     config.peer_port = args.peer_port;

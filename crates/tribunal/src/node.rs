@@ -19,7 +19,7 @@ mod wiring;
 
 use std::process::ExitCode;
 
-pub use args::{BrokerKindArg, NodeArgs};
+pub use args::{BrokerKindArg, NodeArgs, Topology};
 
 /// Exit codes of a node process.
 pub mod exit {

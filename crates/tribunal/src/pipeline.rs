@@ -243,10 +243,10 @@ impl Pipeline {
             partition,
             partitions: self.partitions,
         };
-        let evaluated = cores
+        let mut evaluated = cores
             .arbiter
             .evaluate_batch(context, &input, &cores.registrar)?;
-        for (position, envelope) in batch::fresh_responses(&evaluated) {
+        for (position, envelope) in batch::take_fresh_responses(&mut evaluated) {
             cores.warden.record_response(position, envelope)?;
         }
         let writes = batch::staged_writes(&evaluated);

@@ -248,22 +248,17 @@ where
     }
 
     fn fetch_failed(&mut self, kind: FetchErrorKind) -> Option<Duration> {
-        let effects: Vec<(Partition, ConsumerEffect)> = self
+        let partitions: Vec<Partition> = self
             .usher
             .consumers()
             .map(|consumer| consumer.partition())
-            .collect::<Vec<_>>()
+            .collect();
+        partitions
             .into_iter()
             .filter_map(|partition| {
-                let consumer = self.usher.consumer_mut(partition)?;
-                consumer
-                    .fetch_failed(kind)
-                    .map(|effect| (partition, effect))
+                let effect = self.usher.consumer_mut(partition)?.fetch_failed(kind)?;
+                self.apply(partition, effect)
             })
-            .collect();
-        effects
-            .into_iter()
-            .filter_map(|(partition, effect)| self.apply(partition, effect))
             .max()
     }
 }

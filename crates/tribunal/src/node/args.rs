@@ -15,12 +15,10 @@ pub enum BrokerKindArg {
     External,
 }
 
-/// One instance of a Tribunal cluster.
-#[derive(Clone, Debug, Args)]
-pub struct NodeArgs {
-    /// This instance's id, 0-based; the lowest live id publishes first.
-    #[arg(long)]
-    pub id: u32,
+/// The shape of a cluster: the same flags for `tribunal cluster` and for
+/// each node it starts.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct Topology {
     /// Instances in the cluster.
     #[arg(long, default_value_t = 4)]
     pub instances: u32,
@@ -30,6 +28,16 @@ pub struct NodeArgs {
     /// Matching copies that make an outcome agreed (2 = detection only).
     #[arg(long, default_value_t = 3)]
     pub required_copies: u32,
+}
+
+/// One instance of a Tribunal cluster.
+#[derive(Clone, Debug, Args)]
+pub struct NodeArgs {
+    /// This instance's id, 0-based; the lowest live id publishes first.
+    #[arg(long)]
+    pub id: u32,
+    #[command(flatten)]
+    pub topology: Topology,
     /// Kafka bootstrap servers.
     #[arg(long)]
     pub brokers: String,

@@ -182,7 +182,7 @@ impl Stages {
             partition,
             partitions: self.partitions,
         };
-        let evaluated = self
+        let mut evaluated = self
             .arbiter
             .send(Evaluate {
                 context,
@@ -192,7 +192,7 @@ impl Stages {
             .await??;
         metrics.evaluate.observe(stage.elapsed());
         self.warden
-            .send(RecordResponses(batch::fresh_responses(&evaluated)))
+            .send(RecordResponses(batch::take_fresh_responses(&mut evaluated)))
             .await??;
         self.registrar
             .send(ApplyWrites(batch::staged_writes(&evaluated)))

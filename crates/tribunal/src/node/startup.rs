@@ -9,7 +9,7 @@ use protocol::position::{Offset, Partition};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::cluster::CLUSTER_KEY_ENV;
-use crate::lifecycle::{InstanceStatus, Lifecycle, LogBounds, ReplayFrom};
+use crate::lifecycle::{InstanceStatus, Lifecycle, LogBounds};
 use crate::node::args::NodeArgs;
 use crate::node::exit;
 use crate::pipeline::Cores;
@@ -47,7 +47,6 @@ pub struct Started {
     pub topics: Topics,
     pub cores: Cores,
     pub lifecycle: Lifecycle,
-    pub replays: Vec<ReplayFrom>,
     /// Per partition: the log end when recovery started.
     pub log_ends: Vec<(Partition, Offset)>,
 }
@@ -60,13 +59,13 @@ pub struct Started {
 /// spec: recovery.ProcessCrashKeepsOnlyDurableState, recovery.SimultaneousRestartLosesNothing
 pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
     let cluster_key = cluster_key()?;
-    if args.id >= args.instances {
+    if args.id >= args.topology.instances {
         return Err(StartFailure::Configuration(format!(
             "--id {} is not below --instances {}",
-            args.id, args.instances
+            args.id, args.topology.instances
         )));
     }
-    let topics = Topics::new(args.partitions);
+    let topics = Topics::new(args.topology.partitions);
     let arbiter_config = ArbiterConfig {
         corrupt_outputs_for_detection_test: args.corrupt_outputs_for_detection_test,
         ..ArbiterConfig::default()
@@ -74,7 +73,7 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
     if args.corrupt_outputs_for_detection_test {
         tracing::warn!("TEST ONLY: this instance corrupts its outputs");
     }
-    let cores = Cores::open(&args.data_dir, args.partitions, arbiter_config)
+    let cores = Cores::open(&args.data_dir, args.topology.partitions, arbiter_config)
         .map_err(|error| StartFailure::Ledger(error.to_string()))?;
     let profile = args.broker_profile();
     if profile.kind == BrokerKind::External {
@@ -87,7 +86,7 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
             .map_err(|error| StartFailure::Broker(error.to_string()))?;
     }
     let bounds = log_bounds(args, &topics)?;
-    let mut lifecycle = Lifecycle::start(args.id, args.instances)
+    let mut lifecycle = Lifecycle::start(args.id, args.topology.instances)
         .map_err(|error| StartFailure::Configuration(format!("{error:?}")))?;
     let loaded: Vec<(Partition, Offset, LogBounds)> = bounds
         .iter()
@@ -101,7 +100,9 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
             (partition, applied, bounds)
         })
         .collect();
-    let replays = lifecycle
+    // Each partition replays from its watermark + 1: the Usher's
+    // assignments say so; only a halt needs looking at here.
+    lifecycle
         .watermarks_loaded(&loaded)
         .map_err(|error| StartFailure::Configuration(format!("{error:?}")))?;
     if lifecycle.status() == InstanceStatus::Halted {
@@ -122,7 +123,6 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
         topics,
         cores,
         lifecycle,
-        replays,
         log_ends: bounds
             .iter()
             .map(|&(partition, bounds)| (partition, bounds.log_end_offset))

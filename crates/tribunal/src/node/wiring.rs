@@ -83,13 +83,12 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         topics,
         cores,
         lifecycle,
-        replays,
         log_ends,
     } = started;
     let id = args.id;
     let profile = args.broker_profile();
     let reader = cores.reader.clone();
-    let partitions: Vec<Partition> = (0..args.partitions).collect();
+    let partitions: Vec<Partition> = (0..args.topology.partitions).collect();
     let watermarks: Vec<(Partition, Offset, StreamTime, Offset)> = cores
         .watermarks
         .iter()
@@ -119,7 +118,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         ledger: None,
         outcome_reader: None,
         outcome_reader_starts: Vec::new(),
-        partitions: args.partitions,
+        partitions: args.topology.partitions,
         outcome_consumer: Some(
             profile
                 .consumer_config(&format!("tribunal-{id}-outcomes"))
@@ -152,9 +151,9 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         ClerkShellConfig {
             clerk: ClerkConfig {
                 instance_id: id,
-                instance_count: args.instances,
-                required_copies: args.required_copies,
-                input_partitions: args.partitions,
+                instance_count: args.topology.instances,
+                required_copies: args.topology.required_copies,
+                input_partitions: args.topology.partitions,
                 ..ClerkConfig::default()
             },
             cluster_key,
@@ -186,7 +185,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
         cores,
         publications,
         &watermarks,
-        args.partitions,
+        args.topology.partitions,
         &status,
         &hub,
         pipeline_metrics,
@@ -208,14 +207,13 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
             }
         })
         .collect();
-    debug_assert_eq!(replays.len(), assignments.len());
     let consumer: BaseConsumer = profile
         .consumer_config(&format!("tribunal-{id}-input"))
         .create()
         .map_err(|error| format!("input consumer: {error}"))?;
     let usher = UsherActor::new(
         Usher::new(UsherConfig {
-            input_partitions: args.partitions,
+            input_partitions: args.topology.partitions,
             ..UsherConfig::default()
         })
         .map_err(|error| format!("usher config: {error}"))?,
@@ -239,11 +237,16 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
     });
     status.listen(clerk_status_listener(clerk.clone()));
 
-    let view = NodeView::new(status.clone(), reader.clone(), args.partitions, registry);
+    let view = NodeView::new(
+        status.clone(),
+        reader.clone(),
+        args.topology.partitions,
+        registry,
+    );
     let gateway = Gateway::start(
         ShellConfig::new(
             GatewayConfig {
-                input_partitions: args.partitions,
+                input_partitions: args.topology.partitions,
                 ..GatewayConfig::default()
             },
             profile.clone(),
