@@ -5,7 +5,6 @@
 //! Registrar or the Ledger reports goes in as a method call; what librdkafka
 //! must do about it comes back as a [`ConsumerEffect`].
 
-use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -64,6 +63,9 @@ pub enum ConsumerEffect {
     Resume { offset: Offset },
     /// Seek to `offset`: records fetched beyond the hand-off batch were not taken.
     Seek { offset: Offset },
+    /// Seek back to `offset` and fetch again after `delay`: the fetch skipped
+    /// it (an offset gap), and nothing past it may be handed on.
+    Refetch { offset: Offset, delay: Duration },
     /// Stop consuming the partition for good (no resume).
     Stop,
     /// Fetch again after `delay`, at the same position.
@@ -114,6 +116,37 @@ pub fn fetch_backoff(retries: u32, initial: Duration, max: Duration) -> Duration
     initial.saturating_mul(factor).min(max)
 }
 
+/// The fresh records at the head of a fetched run: those that continue the
+/// log from the consumed offset without a gap.
+struct ContiguousRun {
+    fresh: usize,
+    /// A record beyond the next expected offset followed them.
+    gap_follows: bool,
+}
+
+impl ContiguousRun {
+    fn of(consumed_offset: Offset, records: &[FetchedRecord<'_>]) -> ContiguousRun {
+        let mut expected = consumed_offset + 1;
+        let mut fresh = 0;
+        for record in records {
+            if record.offset > expected {
+                return ContiguousRun {
+                    fresh,
+                    gap_follows: true,
+                };
+            }
+            if record.offset == expected {
+                fresh += 1;
+                expected += 1;
+            }
+        }
+        ContiguousRun {
+            fresh,
+            gap_follows: false,
+        }
+    }
+}
+
 /// The Usher's consumption of one input partition.
 #[derive(Debug)]
 pub struct PartitionConsumer {
@@ -129,9 +162,6 @@ pub struct PartitionConsumer {
     intake_paused: bool,
     /// Records handed on at or above the catch-up target, not yet settled.
     unagreed_records: usize,
-    /// Offsets handed on and not yet durable: the pipeline queue. Offsets,
-    /// not a count, because gaps make an offset range hold fewer records.
-    queued_offsets: VecDeque<Offset>,
     fetch_retries: u32,
     last_fetch_error: Option<FetchErrorKind>,
     redelivered_dropped: u64,
@@ -165,7 +195,6 @@ impl PartitionConsumer {
             },
             intake_paused,
             unagreed_records: 0,
-            queued_offsets: VecDeque::with_capacity(config.max_pipeline_records),
             fetch_retries: 0,
             last_fetch_error: None,
             redelivered_dropped: 0,
@@ -180,7 +209,7 @@ impl PartitionConsumer {
             return 0;
         }
         let agreement_room = self.config.max_unagreed_records - self.unagreed_records;
-        let pipeline_room = self.config.max_pipeline_records - self.queued_offsets.len();
+        let pipeline_room = self.config.max_pipeline_records - self.queued_records();
         self.config
             .max_poll_records
             .min(agreement_room)
@@ -189,26 +218,20 @@ impl PartitionConsumer {
 
     /// Hands on a run of records fetched from this partition, in the order
     /// fetched. Records at or below the consumed offset are dropped; of the
-    /// rest, as many as the room allows form the batch, each carrying the
-    /// stream time up to and including it; the others are left to be fetched
-    /// again.
+    /// records that continue the log without a gap, as many as the room
+    /// allows form the batch, each carrying the stream time up to and
+    /// including it; the others are left to be fetched again. A gap (an
+    /// offset the fetch skipped) is never stepped over: the partition is
+    /// fetched again from the missing offset after a backoff.
     ///
-    /// spec: usher.HandOffRecordInOrder, usher.DropRedeliveredRecord, usher.HandOffBatchBounded, usher.HandOffOrderIsLogOrder, usher.StreamTimeIsPrefixMaximum, usher.DeliveryStreamTimeCoversRecord, usher.TimingNeverChangesOutputs
+    /// spec: usher.HandOffRecordInOrder, usher.DropRedeliveredRecord, usher.RefetchAcrossOffsetGap, usher.HandOffBatchBounded, usher.HandOffOrderIsLogOrder, usher.HandOffIsContiguous, usher.StreamTimeIsPrefixMaximum, usher.DeliveryStreamTimeCoversRecord, usher.TimingNeverChangesOutputs
     pub fn hand_off<D: Domain>(
         &mut self,
         domain: &D,
         records: &[FetchedRecord<'_>],
     ) -> HandOff<D::Command> {
-        let available = records
-            .iter()
-            .scan(self.consumed_offset, |highest, record| {
-                let fresh = record.offset > *highest;
-                *highest = (*highest).max(record.offset);
-                Some(fresh)
-            })
-            .filter(|&fresh| fresh)
-            .count();
-        let batch_size = hand_off_batch_size(available, self.room()).map_or(0, NonZeroUsize::get);
+        let run = ContiguousRun::of(self.consumed_offset, records);
+        let batch_size = hand_off_batch_size(run.fresh, self.room()).map_or(0, NonZeroUsize::get);
         assert!(
             batch_size <= self.config.max_poll_records,
             "a hand-off batch holds at most max_poll_records records"
@@ -240,9 +263,24 @@ impl PartitionConsumer {
             "a formed batch is taken whole"
         );
         self.redelivered_dropped += redelivered as u64;
+        let stopped_at_gap = run.gap_follows && batch_size == run.fresh;
+        if stopped_at_gap {
+            self.offset_gaps += 1;
+        }
 
         let effect = match self.reconcile_polling() {
             Some(effect) => Some(effect),
+            None if stopped_at_gap && self.polling == Polling::Active => {
+                self.fetch_retries = self.fetch_retries.saturating_add(1);
+                Some(ConsumerEffect::Refetch {
+                    offset: self.next_offset(),
+                    delay: fetch_backoff(
+                        self.fetch_retries,
+                        self.config.fetch_retry_initial,
+                        self.config.fetch_retry_max,
+                    ),
+                })
+            }
             None if not_taken > 0 && self.polling == Polling::Active => {
                 Some(ConsumerEffect::Seek {
                     offset: self.next_offset(),
@@ -261,20 +299,16 @@ impl PartitionConsumer {
     /// Advances the consumer past one record of the batch and returns the
     /// stream time the record carries.
     fn take(&mut self, record: &FetchedRecord<'_>) -> StreamTime {
-        assert!(
-            record.offset > self.consumed_offset,
-            "records are taken in log order"
+        assert_eq!(
+            record.offset,
+            self.consumed_offset + 1,
+            "records are taken in log order, without gaps"
         );
-        if record.offset > self.consumed_offset + 1 {
-            // Legal in Kafka (control records, compaction): counted, never an output.
-            self.offset_gaps += 1;
-        }
         self.stream_time = self.stream_time.advanced_by(record.timestamp);
         assert!(self.stream_time >= record.timestamp);
         self.consumed_offset = record.offset;
-        self.queued_offsets.push_back(record.offset);
         assert!(
-            self.queued_offsets.len() <= self.config.max_pipeline_records,
+            self.queued_records() <= self.config.max_pipeline_records,
             "the pipeline queue stays within its bound"
         );
         if record.offset >= self.catch_up_target {
@@ -325,13 +359,6 @@ impl PartitionConsumer {
             "the watermark never passes the consumed offset"
         );
         self.applied_offset = through_offset;
-        while self
-            .queued_offsets
-            .front()
-            .is_some_and(|&offset| offset <= through_offset)
-        {
-            self.queued_offsets.pop_front();
-        }
         self.reconcile_polling()
     }
 
@@ -399,7 +426,7 @@ impl PartitionConsumer {
     fn reconcile_polling(&mut self) -> Option<ConsumerEffect> {
         let config = &self.config;
         let unagreed = self.unagreed_records;
-        let queued = self.queued_offsets.len();
+        let queued = self.queued_records();
         assert!(unagreed <= config.max_unagreed_records && queued <= config.max_pipeline_records);
         let at_bound =
             unagreed >= config.max_unagreed_records || queued >= config.max_pipeline_records;
@@ -464,8 +491,12 @@ impl PartitionConsumer {
         self.unagreed_records
     }
 
+    /// Records handed on and not yet durable: the pipeline queue. Hand-off
+    /// is contiguous, so they are exactly the offsets after the watermark
+    /// up to the consumed offset.
     pub fn queued_records(&self) -> usize {
-        self.queued_offsets.len()
+        usize::try_from(self.consumed_offset - self.applied_offset)
+            .expect("the watermark never passes the consumed offset")
     }
 
     pub fn fetch_retries(&self) -> u32 {

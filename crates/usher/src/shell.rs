@@ -211,12 +211,23 @@ where
         let mut list = TopicPartitionList::new();
         list.add_partition(&self.topic, partition_index(partition));
         let outcome = match effect {
-            ConsumerEffect::Pause | ConsumerEffect::Stop => self.consumer.pause(&list),
+            ConsumerEffect::Pause | ConsumerEffect::Stop => {
+                self.consumer.pause(&list).map(|()| None)
+            }
             ConsumerEffect::Resume { offset } => self
                 .consumer
                 .resume(&list)
-                .and_then(|()| self.seek(partition, offset)),
-            ConsumerEffect::Seek { offset } => self.seek(partition, offset),
+                .and_then(|()| self.seek(partition, offset))
+                .map(|()| None),
+            ConsumerEffect::Seek { offset } => self.seek(partition, offset).map(|()| None),
+            ConsumerEffect::Refetch { offset, delay } => {
+                tracing::warn!(
+                    partition,
+                    missing_offset = offset,
+                    "the fetch skipped an offset; fetching again from it"
+                );
+                self.seek(partition, offset).map(|()| Some(delay))
+            }
             ConsumerEffect::RetryFetch { delay } => return Some(delay),
             ConsumerEffect::Halt(alarm) => {
                 tracing::error!(
@@ -229,13 +240,15 @@ where
                 return None;
             }
         };
-        if let Err(error) = outcome {
-            // The position stays where the core thinks it is only if the
-            // seek happened; a failed one is retried as a failed fetch.
-            tracing::warn!(partition, %error, ?effect, "applying a consumer effect failed");
-            return self.fetch_failed(FetchErrorKind::Retriable);
+        match outcome {
+            Ok(delay) => delay,
+            Err(error) => {
+                // The position stays where the core thinks it is only if the
+                // seek happened; a failed one is retried as a failed fetch.
+                tracing::warn!(partition, %error, ?effect, "applying a consumer effect failed");
+                self.fetch_failed(FetchErrorKind::Retriable)
+            }
         }
-        None
     }
 
     fn seek(&self, partition: Partition, offset: Offset) -> Result<(), KafkaError> {

@@ -212,16 +212,44 @@ fn redelivered_records_are_dropped_and_counted() {
     );
 }
 
-/// covers: usher.HandOffRecordInOrder
+/// covers: usher.RefetchAcrossOffsetGap, usher.HandOffIsContiguous
 #[test]
-fn offset_gaps_are_counted_and_handed_on() {
+fn an_offset_gap_is_never_stepped_over_but_fetched_again_with_backoff() {
     let payload = pack();
     let mut usher = usher_with(config());
     let consumer = usher.consumer_mut(0).unwrap();
-    let handed = hand_off(consumer, &records(&payload, [0, 1, 5, 9]));
-    assert_eq!(offsets(&handed), [0, 1, 5, 9]);
-    assert_eq!(consumer.offset_gaps(), 2);
-    assert_eq!(consumer.next_offset(), 10);
+    let handed = hand_off(consumer, &records(&payload, [0, 1, 5, 6]));
+    assert_eq!(offsets(&handed), [0, 1], "the records before the gap");
+    assert_eq!(handed.not_taken, 2);
+    let initial = UsherConfig::default().fetch_retry_initial;
+    assert_eq!(
+        handed.effect,
+        Some(ConsumerEffect::Refetch {
+            offset: 2,
+            delay: initial
+        })
+    );
+    assert_eq!(consumer.offset_gaps(), 1);
+    assert_eq!(consumer.next_offset(), 2);
+
+    // The broker keeps skipping offset 2: the backoff grows, nothing moves.
+    let handed = hand_off(consumer, &records(&payload, [3, 4]));
+    assert!(handed.deliveries.is_empty());
+    assert_eq!(
+        handed.effect,
+        Some(ConsumerEffect::Refetch {
+            offset: 2,
+            delay: initial * 2
+        })
+    );
+    assert_eq!((consumer.offset_gaps(), consumer.fetch_retries()), (2, 2));
+
+    // The refetch brings offset 2: everything is handed on, retries reset.
+    let handed = hand_off(consumer, &records(&payload, 2..6));
+    assert_eq!(offsets(&handed), [2, 3, 4, 5]);
+    assert_eq!(handed.effect, None);
+    assert_eq!(consumer.fetch_retries(), 0);
+    assert_eq!(consumer.next_offset(), 6);
 }
 
 /// covers: usher.FormBoundedHandOffBatch
@@ -299,7 +327,7 @@ fn a_full_pipeline_queue_pauses_until_commits_release_it() {
     // Everything below offset 100 is replay: only the queue bound applies.
     let consumer = usher.assign(assignment(0, -1, 100)).unwrap();
     let mut effects = Vec::new();
-    for run in [[0, 1], [5, 6], [7, 8]] {
+    for run in [[0, 1], [2, 3], [4, 5]] {
         effects.push(hand_off(consumer, &records(&payload, run)).effect);
     }
     assert_eq!(effects, [None, None, Some(ConsumerEffect::Pause)]);
@@ -310,17 +338,16 @@ fn a_full_pipeline_queue_pauses_until_commits_release_it() {
     assert_eq!(consumer.watermark_advanced(0, 1), None);
     assert_eq!(consumer.queued_records(), 4);
     assert_eq!(consumer.applied_offset(), 1);
-    // Offsets 2..=5 hold one record handed on (2, 3 and 4 are a gap).
     assert_eq!(
-        consumer.watermark_advanced(2, 5),
-        Some(ConsumerEffect::Resume { offset: 9 })
+        consumer.watermark_advanced(2, 2),
+        Some(ConsumerEffect::Resume { offset: 6 })
     );
     assert_eq!(consumer.queued_records(), 3);
     // A stale report changes nothing.
-    assert_eq!(consumer.watermark_advanced(0, 4), None);
+    assert_eq!(consumer.watermark_advanced(0, 1), None);
     assert_eq!(
         (consumer.applied_offset(), consumer.queued_records()),
-        (5, 3)
+        (2, 3)
     );
 }
 
