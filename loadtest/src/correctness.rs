@@ -7,15 +7,18 @@
 //!    (`GET /v1/commands/{key}`, spread over the targets).
 //! 3. Every command sent but not acknowledged (timeout, error) is looked up
 //!    too: found, it joins the audit (it may have been applied); unknown, it
-//!    was not applied.
+//!    was not applied — or not yet: a record the gateway produced after its
+//!    answer timed out, or one still behind the instances' lag, may be
+//!    applied later, so unknown keys are looked up again on every audit
+//!    retry.
 //! 4. On every target, the stock level of every (warehouse, sku) the run
 //!    touched is read, and the inventory audit (`domain::inventory::audit`)
 //!    checks them against the agreed outcomes: no negative stock, stock
 //!    conserved per sku, levels equal to the replay, each command applied
 //!    once. The instances' levels must also be equal to each other.
 //!
-//! Instances apply asynchronously, so step 4 is retried until it holds or
-//! the settle timeout passes; the last attempt is reported.
+//! Instances apply asynchronously, so steps 3 and 4 are retried until the
+//! audit holds or the settle timeout passes; the last attempt is reported.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -109,24 +112,94 @@ pub async fn check(
 ) -> CorrectnessReport {
     let mut report = CorrectnessReport::default();
     let keys = consistent_answers(&mut report, answered, unanswered);
-    let outcomes = look_up_keys(&mut report, &client, &keys, config).await;
-    let mut audit = Audit::new(config.partitions);
-    for (position, (command, accepted)) in &outcomes {
-        audit.record_outcome(*position, command, *accepted);
-    }
+    let mut lookups = look_up_keys(&mut report, &client, &keys, config).await;
     let touched: BTreeSet<(String, String)> = keys
         .values()
         .flat_map(|facts| facts.command.levels())
         .map(|(warehouse, sku)| (warehouse.to_owned(), sku.to_owned()))
         .collect();
-    let written: BTreeSet<(String, String)> = outcomes
-        .values()
-        .filter(|(_, accepted)| *accepted)
-        .flat_map(|(command, _)| command.levels())
-        .map(|(warehouse, sku)| (warehouse.to_owned(), sku.to_owned()))
-        .collect();
-    audit_levels(&mut report, &client, &audit, &touched, &written, config).await;
+    audit_levels(&mut report, &client, &mut lookups, &touched, config).await;
     report
+}
+
+/// The agreed outcomes known so far, and the unacknowledged keys still
+/// unknown to the cluster.
+struct Lookups<'a> {
+    outcomes: BTreeMap<CommandPosition, (&'a Command, bool)>,
+    /// Sent without an agreed answer: how many there are in all.
+    unacknowledged: usize,
+    /// Of those, found with an agreed outcome.
+    found: usize,
+    /// Of those, unknown to the cluster at the last lookup.
+    unknown: Vec<(&'a str, &'a Command)>,
+    /// Of those, looked up without a usable answer.
+    unresolved: Vec<String>,
+}
+
+impl<'a> Lookups<'a> {
+    fn audit(&self, partitions: u32) -> Audit {
+        let mut audit = Audit::new(partitions);
+        for (position, (command, accepted)) in &self.outcomes {
+            audit.record_outcome(*position, command, *accepted);
+        }
+        audit
+    }
+
+    /// Every level an accepted command wrote.
+    fn written(&self) -> BTreeSet<(String, String)> {
+        self.outcomes
+            .values()
+            .filter(|(_, accepted)| *accepted)
+            .flat_map(|(command, _)| command.levels())
+            .map(|(warehouse, sku)| (warehouse.to_owned(), sku.to_owned()))
+            .collect()
+    }
+
+    /// Looks the unknown keys up again; those found join the outcomes.
+    /// Returns whether any was found.
+    async fn resolve_unknown(&mut self, client: &HttpClient, config: CorrectnessConfig) -> bool {
+        let requests: Vec<String> = self
+            .unknown
+            .iter()
+            .map(|(key, command)| lookup_path(key, command))
+            .collect();
+        let answers = get_all(client, &requests, config.concurrency).await;
+        let before = self.found;
+        let mut still_unknown = Vec::new();
+        for ((key, command), answer) in std::mem::take(&mut self.unknown).into_iter().zip(answers) {
+            match answer.as_ref().map(|answer| read_answer(answer, key)) {
+                Ok(Reading::Agreed { position, accepted }) => {
+                    self.found += 1;
+                    self.outcomes.insert(position, (command, accepted));
+                }
+                _ => still_unknown.push((key, command)),
+            }
+        }
+        self.unknown = still_unknown;
+        self.found > before
+    }
+
+    fn report(&self, report: &mut CorrectnessReport) {
+        report.check(
+            "every unacknowledged command is known applied or not",
+            self.unresolved.clone(),
+            format!(
+                "{} sent without an agreed answer: {} found (audited as agreed), {} unknown (not applied), {} unresolved",
+                self.unacknowledged,
+                self.found,
+                self.unknown.len(),
+                self.unresolved.len()
+            ),
+        );
+    }
+}
+
+fn lookup_path(key: &str, command: &Command) -> String {
+    format!(
+        "/v1/commands/{}?sku={}",
+        encode_component(key),
+        encode_component(command.sku())
+    )
 }
 
 /// Step 1: per key, every agreed answer is the same; per position, one key.
@@ -197,13 +270,14 @@ fn consistent_answers<'a>(
 
 /// Steps 2 and 3: looks up the newest acknowledged keys (the lookup
 /// window) and every unacknowledged one; returns the agreed outcome of
-/// every position (acknowledged or found), for the audit.
+/// every position (acknowledged or found), for the audit. Step 3 is
+/// reported once the audit has settled.
 async fn look_up_keys<'a>(
     report: &mut CorrectnessReport,
     client: &HttpClient,
     keys: &BTreeMap<&'a str, KeyFacts<'a>>,
     config: CorrectnessConfig,
-) -> BTreeMap<CommandPosition, (&'a Command, bool)> {
+) -> Lookups<'a> {
     let mut outcomes = BTreeMap::new();
     // The oldest acknowledged keys beyond the window are audited from the
     // answers the client holds, without a lookup.
@@ -230,17 +304,11 @@ async fn look_up_keys<'a>(
     }
     let requests: Vec<String> = chosen
         .iter()
-        .map(|(key, facts)| {
-            format!(
-                "/v1/commands/{}?sku={}",
-                encode_component(key),
-                encode_component(facts.command.sku())
-            )
-        })
+        .map(|(key, facts)| lookup_path(key, facts.command))
         .collect();
     let answers = get_all(client, &requests, config.concurrency).await;
-    let (mut missing, mut unresolved) = (Vec::new(), Vec::new());
-    let (mut acknowledged, mut found, mut unknown) = (0usize, 0usize, 0usize);
+    let (mut missing, mut unresolved, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut acknowledged, mut found) = (0usize, 0usize);
     for ((key, facts), answer) in chosen.into_iter().zip(answers) {
         let reading = answer
             .as_ref()
@@ -266,7 +334,7 @@ async fn look_up_keys<'a>(
                 outcomes.insert(position, (facts.command, accepted));
             }
             (None, Ok((Reading::Error(kind), _))) if kind == "http 404 unknown_key" => {
-                unknown += 1;
+                unknown.push((*key, facts.command));
             }
             (None, other) => unresolved.push(format!(
                 "key {key:?} (sent, not acknowledged): the lookup gave {}",
@@ -282,17 +350,13 @@ async fn look_up_keys<'a>(
              ({not_looked_up} older ones beyond the gateways' key-index window not looked up)"
         ),
     );
-    let resolved = found + unknown;
-    report.check(
-        "every unacknowledged command is known applied or not",
+    Lookups {
+        outcomes,
+        unacknowledged: keys.len() - acknowledged - not_looked_up,
+        found,
+        unknown,
         unresolved,
-        format!(
-            "{} sent without an agreed answer: {found} found (audited as agreed), {unknown} unknown (not applied), {} unresolved",
-            keys.len() - acknowledged - not_looked_up,
-            keys.len() - acknowledged - not_looked_up - resolved
-        ),
-    );
-    outcomes
+    }
 }
 
 /// What a lookup gave, for a violation's text.
@@ -312,23 +376,25 @@ struct StockBody {
     quantity: i64,
 }
 
-/// Step 4, retried until the instances have converged or time is up.
+/// Step 4 (and the unknown keys of step 3), retried until the instances
+/// have converged or time is up.
 async fn audit_levels(
     report: &mut CorrectnessReport,
     client: &HttpClient,
-    audit: &Audit,
+    lookups: &mut Lookups<'_>,
     touched: &BTreeSet<(String, String)>,
-    written: &BTreeSet<(String, String)>,
     config: CorrectnessConfig,
 ) {
     let deadline = Instant::now() + config.settle_timeout;
     let skus: BTreeSet<&str> = touched.iter().map(|(_, sku)| sku.as_str()).collect();
     loop {
-        let attempt = audit_levels_once(client, audit, touched, written, config).await;
+        let audit = lookups.audit(config.partitions);
+        let attempt = audit_levels_once(client, &audit, touched, &lookups.written(), config).await;
         let clean = attempt
             .iter()
             .all(|(_, violations, _)| violations.is_empty());
         if clean || Instant::now() >= deadline {
+            lookups.report(report);
             for (name, violations, detail) in attempt {
                 report.check(name, violations, detail);
             }
@@ -344,7 +410,10 @@ async fn audit_levels(
             });
             return;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !lookups.resolve_unknown(client, config).await {
+            // A retry period while the instances apply, not synchronisation.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 

@@ -43,6 +43,10 @@ pub struct FakeFaults {
     pub double_apply_every: Option<u64>,
     /// This instance reports every stock level one higher than it is.
     pub diverging_instance: Option<usize>,
+    /// Every n-th submission times out unapplied (504) and is applied only
+    /// when its key is first looked up, after that lookup answered 404: a
+    /// record produced late or applied behind the instances' lag.
+    pub late_apply_every: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +77,8 @@ struct Inventory {
     answers: HashMap<String, (Reply, u64)>,
     next_offset: Vec<i64>,
     accepted_receives: u64,
+    /// Submissions timed out and not yet applied (`late_apply_every`).
+    late: HashMap<String, SubmitBody>,
 }
 
 #[derive(Debug)]
@@ -311,11 +317,12 @@ fn reason_phrase(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         409 => "Conflict",
+        504 => "Gateway Timeout",
         _ => "Status",
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct SubmitBody {
     idempotency_key: String,
     command: Command,
@@ -350,11 +357,17 @@ impl Shared {
 
     async fn submit(&self, body: &[u8], instance: usize) -> Reply {
         let started = Instant::now();
-        self.submissions.fetch_add(1, Ordering::Relaxed);
+        let number = self.submissions.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(until) = self.stall_until(started) {
             tokio::time::sleep_until(until.into()).await;
         }
+        let late = self
+            .config
+            .faults
+            .late_apply_every
+            .is_some_and(|every| number % every == 0);
         let reply = match serde_json::from_slice::<SubmitBody>(body) {
+            Ok(submission) if late => self.defer(submission),
             Ok(submission) => self.evaluate(submission),
             Err(_) => error(400, "malformed_json"),
         };
@@ -378,11 +391,29 @@ impl Shared {
         }
     }
 
+    fn defer(&self, submission: SubmitBody) -> Reply {
+        let mut inventory = self
+            .inventory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !inventory.answers.contains_key(&submission.idempotency_key) {
+            inventory
+                .late
+                .insert(submission.idempotency_key.clone(), submission);
+        }
+        error(504, "submit_timeout")
+    }
+
     fn evaluate(&self, submission: SubmitBody) -> Reply {
         let mut inventory = self
             .inventory
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.evaluate_locked(&mut inventory, submission)
+    }
+
+    fn evaluate_locked(&self, inventory: &mut Inventory, submission: SubmitBody) -> Reply {
+        inventory.late.remove(&submission.idempotency_key);
         if let Some((answer, _)) = inventory.answers.get(&submission.idempotency_key) {
             return answer.clone();
         }
@@ -395,7 +426,7 @@ impl Shared {
             offset,
             index: 0,
         };
-        let rejection = self.apply(&mut inventory, command);
+        let rejection = self.apply(inventory, command);
         let (status, verdict) = match rejection {
             None => (200, EnvelopeVerdict::Accepted),
             Some(_) => (409, EnvelopeVerdict::Rejected),
@@ -472,10 +503,14 @@ impl Shared {
     }
 
     fn lookup(&self, key: &str) -> Reply {
-        let inventory = self
+        let mut inventory = self
             .inventory
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if let Some(submission) = inventory.late.remove(key) {
+            self.evaluate_locked(&mut inventory, submission);
+            return error(404, "unknown_key");
+        }
         let newest = |rank: u64| match self.config.lookup_bound {
             Some(bound) => rank + bound as u64 >= inventory.answers.len() as u64,
             None => true,

@@ -217,3 +217,38 @@ async fn only_keys_a_bounded_key_index_still_holds_are_looked_up() {
         lookups.detail
     );
 }
+
+/// A command that timed out may be applied after the pass first looked it
+/// up (produced late, or behind the instances' lag): the pass looks it up
+/// again while the audit settles instead of calling it not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_command_applied_after_its_first_lookup_is_audited() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outcome = run_against(
+        FakeFaults {
+            late_apply_every: Some(25),
+            ..FakeFaults::default()
+        },
+        dir.path(),
+    )
+    .await;
+    let correctness = outcome.summary.correctness.as_ref().expect("the pass ran");
+    assert!(correctness.passed(), "{correctness:#?}");
+    let unacknowledged = correctness
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("every unacknowledged command"))
+        .expect("the unacknowledged check");
+    assert!(
+        unacknowledged
+            .detail
+            .contains(" found (audited as agreed), 0 unknown"),
+        "{}",
+        unacknowledged.detail
+    );
+    assert!(
+        !unacknowledged.detail.starts_with("0 sent"),
+        "{}",
+        unacknowledged.detail
+    );
+}
