@@ -1,37 +1,115 @@
-//! Fault injection and history checking for a Tribunal cluster.
-//!
-//! The injector and the checker are not built yet: this binary fixes the
-//! command line (`cargo run --release -p chaos -- --scenario all --seed 7`)
-//! and exits with the could-not-start code, so CI can never count it as a
-//! passing chaos run.
+//! `cargo run --release -p chaos -- --scenario <name>|all --events N --seed S`:
+//! runs each scenario on its own real cluster, prints the derived
+//! configuration, the per-fault recovery times and the checker's verdict,
+//! and exits 0 (pass), 1 (a check failed) or 3 (could not start). Every
+//! failure prints the seed and the command that replays it.
 
 use std::process::ExitCode;
 
+use chaos::cli::{Args, replay_command};
+use chaos::runner::{self, RunOutcome, RunSettings};
+use chaos::scenario::Plan;
+use chaos::{EXIT_COULD_NOT_START, EXIT_FAILED, EXIT_PASS};
 use clap::Parser;
+use tribunal::cluster::NodeProgram;
 
-/// Exit code for a run that could not start (distinct from a failed check).
-const EXIT_COULD_NOT_START: u8 = 3;
+/// The hidden subcommand that runs a node (`chaos node --id ...`).
+const NODE_SUBCOMMAND: &str = "node";
 
+/// `chaos node ...`: this binary as a node of the cluster it starts.
 #[derive(Debug, Parser)]
-#[command(version, about = "Fault injection and history checking for Tribunal")]
-struct Args {
-    /// Scenario name, or `all`.
-    #[arg(long, default_value = "all")]
-    scenario: String,
-    /// Number of submitted commands per scenario.
-    #[arg(long, default_value_t = 20_000)]
-    events: u64,
-    /// Seed from which the fault schedule is derived.
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
+struct NodeMode {
+    #[command(flatten)]
+    node: tribunal::node::NodeArgs,
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(NODE_SUBCOMMAND) {
+        let mode = NodeMode::parse_from(
+            std::env::args()
+                .enumerate()
+                .filter(|&(i, _)| i != 1)
+                .map(|(_, arg)| arg),
+        );
+        return tribunal::node::run(mode.node);
+    }
     let args = Args::parse();
-    eprintln!(
-        "chaos: not yet implemented (scenario {}, {} events, seed {}); \
-         see the open chaos issue",
-        args.scenario, args.events, args.seed
-    );
-    ExitCode::from(EXIT_COULD_NOT_START)
+    let node_program = match NodeProgram::this_executable(NODE_SUBCOMMAND) {
+        Ok(program) => program,
+        Err(error) => {
+            eprintln!("chaos: cannot find this executable: {error}");
+            return ExitCode::from(EXIT_COULD_NOT_START);
+        }
+    };
+    let mut summary = Vec::new();
+    let mut code = EXIT_PASS;
+    for scenario in args.scenario.scenarios() {
+        let request = args.plan_request(scenario);
+        let replay = replay_command(&request, args.brokers.as_deref());
+        let plan = match Plan::derive(request) {
+            Ok(plan) => plan,
+            Err(error) => {
+                eprintln!("chaos: {scenario}: {error}");
+                return ExitCode::from(EXIT_COULD_NOT_START);
+            }
+        };
+        println!("{plan}");
+        let settings = RunSettings {
+            run_dir: args.out.join(format!(
+                "{scenario}-seed{}-{}",
+                request.seed,
+                std::process::id()
+            )),
+            plan,
+            brokers: args.brokers.clone(),
+            node_program: node_program.clone(),
+            recovery_timeout: args.recovery_timeout,
+            converge_timeout: args.converge_timeout,
+            connections: args.connections,
+            replay: replay.clone(),
+        };
+        match runner::run(&settings) {
+            Ok(RunOutcome::Finished(report)) => {
+                println!("{report}");
+                let recoveries: Vec<String> = report
+                    .faults
+                    .iter()
+                    .map(|f| f.recovery_ms.map_or("-".to_owned(), |ms| format!("{ms}ms")))
+                    .collect();
+                summary.push(format!(
+                    "{scenario}: {} ({} submissions, lost {}, duplicated {}, divergent {}; recovery {})",
+                    if report.passed() { "PASSED" } else { "FAILED" },
+                    report.check.stats.submissions,
+                    report.check.counts.lost,
+                    report.check.counts.duplicated,
+                    report.check.counts.divergent,
+                    recoveries.join(" ")
+                ));
+                if !report.passed() {
+                    eprintln!(
+                        "chaos: {scenario} FAILED with seed {}; replay: {replay}",
+                        request.seed
+                    );
+                    code = code.max(EXIT_FAILED);
+                }
+            }
+            Ok(RunOutcome::Skipped(reason)) => {
+                println!("chaos: {scenario} {reason}");
+                summary.push(format!("{scenario}: {reason}"));
+            }
+            Err(error) => {
+                eprintln!(
+                    "chaos: {scenario} could not start: {error} (seed {}; replay: {replay})",
+                    request.seed
+                );
+                summary.push(format!("{scenario}: could not start: {error}"));
+                code = EXIT_COULD_NOT_START;
+            }
+        }
+    }
+    println!("chaos summary (seed {}):", args.seed);
+    for line in &summary {
+        println!("  {line}");
+    }
+    ExitCode::from(code)
 }

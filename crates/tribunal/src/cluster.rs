@@ -62,6 +62,10 @@ pub struct ClusterConfig {
     pub extra_args: BTreeMap<u32, Vec<String>>,
 }
 
+/// `(from, to)` -> the address node `from` dials for peer `to` instead of
+/// `to`'s own peer listener: a fault-injecting proxy in between.
+pub type PeerRoutes = BTreeMap<(u32, u32), SocketAddr>;
+
 impl ClusterConfig {
     /// Four instances, three matching copies, one partition, embedded broker.
     pub fn new(node_program: NodeProgram, data_root: PathBuf) -> ClusterConfig {
@@ -76,6 +80,16 @@ impl ClusterConfig {
             node_program,
             extra_args: BTreeMap::new(),
         }
+    }
+
+    /// Node `instance`'s HTTP gateway: 127.0.0.(i+1):http_port.
+    pub fn http_addr(&self, instance: u32) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(host(instance), self.http_port))
+    }
+
+    /// Node `instance`'s peer listener: 127.0.0.(i+1):peer_port.
+    pub fn peer_addr(&self, instance: u32) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(host(instance), self.peer_port))
     }
 }
 
@@ -118,12 +132,22 @@ pub struct LocalCluster {
     profile: BrokerProfile,
     cluster_key: String,
     children: Vec<Option<Child>>,
+    peer_routes: PeerRoutes,
 }
 
 impl LocalCluster {
     /// Starts the broker (unless external) and every node; returns once
     /// they are spawned (see [`LocalCluster::wait_ready`]).
     pub fn start(config: ClusterConfig) -> Result<LocalCluster, ClusterError> {
+        LocalCluster::start_routed(config, PeerRoutes::new())
+    }
+
+    /// [`LocalCluster::start`], with the peer addresses of `routes` given
+    /// to the nodes instead of the peers' own listeners.
+    pub fn start_routed(
+        config: ClusterConfig,
+        peer_routes: PeerRoutes,
+    ) -> Result<LocalCluster, ClusterError> {
         let topics = Topics::new(config.partitions);
         let (broker, profile) = match &config.brokers {
             Some(bootstrap_servers) => (
@@ -151,6 +175,7 @@ impl LocalCluster {
             _embedded_broker: broker,
             profile,
             cluster_key: hex(&key),
+            peer_routes,
         };
         for instance in 0..cluster.config.instances {
             cluster.start_instance(instance)?;
@@ -171,11 +196,20 @@ impl LocalCluster {
     }
 
     pub fn http_addr(&self, instance: u32) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(host(instance), self.config.http_port))
+        self.config.http_addr(instance)
     }
 
     pub fn peer_addr(&self, instance: u32) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(host(instance), self.config.peer_port))
+        self.config.peer_addr(instance)
+    }
+
+    /// The address node `from` dials to reach `to`: a configured route, or
+    /// `to`'s own peer listener.
+    pub fn dialled_peer_addr(&self, from: u32, to: u32) -> SocketAddr {
+        self.peer_routes
+            .get(&(from, to))
+            .copied()
+            .unwrap_or_else(|| self.peer_addr(to))
     }
 
     pub fn gateway_urls(&self) -> Vec<String> {
@@ -204,7 +238,7 @@ impl LocalCluster {
     pub fn node_args(&self, instance: u32) -> Vec<String> {
         let peers: Vec<String> = (0..self.config.instances)
             .filter(|&peer| peer != instance)
-            .map(|peer| format!("{peer}={}", self.peer_addr(peer)))
+            .map(|peer| format!("{peer}={}", self.dialled_peer_addr(instance, peer)))
             .collect();
         let broker_kind = match self.profile.kind {
             BrokerKind::EmbeddedMock => "embedded",
@@ -229,6 +263,20 @@ impl LocalCluster {
             args.extend(extra.iter().cloned());
         }
         args
+    }
+
+    /// Replaces the extra flags of one instance (empty: none) for its next
+    /// start; a running node keeps the flags it was started with.
+    pub fn set_extra_args(&mut self, instance: u32, args: Vec<String>) -> Result<(), ClusterError> {
+        if instance >= self.config.instances {
+            return Err(ClusterError::NoSuchInstance(instance));
+        }
+        if args.is_empty() {
+            self.config.extra_args.remove(&instance);
+        } else {
+            self.config.extra_args.insert(instance, args);
+        }
+        Ok(())
     }
 
     /// Starts (or restarts) one node; its log is appended to.
@@ -365,28 +413,51 @@ impl LocalCluster {
     /// SIGTERM to every node, SIGKILL to those still running after `grace`.
     pub fn stop(&mut self, grace: Duration) {
         for child in self.children.iter().flatten() {
-            let pid = Pid::from_raw(i32::try_from(child.id()).expect("pids fit i32"));
-            // Already gone is fine.
-            let _ = kill(pid, Signal::SIGCONT);
-            let _ = kill(pid, Signal::SIGTERM);
+            terminate(child);
         }
         let deadline = Instant::now() + grace;
         for slot in &mut self.children {
-            let Some(mut child) = slot.take() else {
-                continue;
-            };
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Ok(None) | Err(_) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
+            if let Some(child) = slot.take() {
+                reap_by(child, deadline);
+            }
+        }
+    }
+
+    /// SIGTERM to one node (a graceful stop), SIGKILL if it still runs
+    /// after `grace`; reaped either way.
+    pub fn terminate(&mut self, instance: u32, grace: Duration) -> Result<(), ClusterError> {
+        let slot = self
+            .children
+            .get_mut(instance as usize)
+            .ok_or(ClusterError::NoSuchInstance(instance))?;
+        if let Some(child) = slot.take() {
+            terminate(&child);
+            reap_by(child, Instant::now() + grace);
+        }
+        Ok(())
+    }
+}
+
+/// SIGCONT (a paused node cannot act on anything else) then SIGTERM.
+fn terminate(child: &Child) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pids fit i32"));
+    // Already gone is fine.
+    let _ = kill(pid, Signal::SIGCONT);
+    let _ = kill(pid, Signal::SIGTERM);
+}
+
+/// Waits for `child` to exit until `deadline`, then SIGKILLs and reaps it.
+fn reap_by(mut child: Child, deadline: Instant) {
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
             }
         }
     }

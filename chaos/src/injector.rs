@@ -1,0 +1,323 @@
+//! Performs a plan's faults on a running cluster, one step after the other,
+//! records each in the history, heals it, and measures recovery: from the
+//! heal until every instance the fault touched is ready and has applied the
+//! input log up to its end as of the heal.
+//!
+//! Blocking: runs on a thread of its own while the load runs. The fault
+//! windows (how long a node stays down, paused or cut off) are the plan's
+//! own durations, slept on purpose; every wait for the cluster polls.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tribunal::cluster::{ClusterError, LocalCluster};
+
+use crate::history::{FaultId, FaultKind, InstanceId};
+use crate::observe::Observer;
+use crate::proxy::ProxyMesh;
+use crate::recorder::Recorder;
+use crate::scenario::{FaultAction, FaultStep};
+
+/// The hidden node flag that makes an instance lie.
+pub const CORRUPT_OUTPUTS_FLAG: &str = "--corrupt-outputs-for-detection-test";
+
+/// How long a gracefully stopped node gets before SIGKILL.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// How long a restarted node gets to answer /health before the second
+/// kill of `kill-during-recovery` goes ahead anyway.
+const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What became of one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StepOutcome {
+    pub step: usize,
+    pub action: String,
+    /// The history's fault ids.
+    pub faults: Vec<FaultId>,
+    /// Milliseconds from the run's origin.
+    pub started_ms: u64,
+    pub healed_ms: u64,
+    /// Heal -> every target ready and caught up; `None` when it did not
+    /// happen within the recovery timeout (see `recovery_error`).
+    pub recovery_ms: Option<u64>,
+    pub recovery_error: Option<String>,
+    /// What shows the fault really happened (pids, proxy counters, peers'
+    /// suspicions).
+    pub evidence: Vec<String>,
+    /// A cluster operation that failed (the step stopped there).
+    pub error: Option<String>,
+}
+
+/// What the injector needs.
+#[derive(Debug)]
+pub struct Injector<'a> {
+    pub cluster: &'a mut LocalCluster,
+    pub mesh: Option<&'a ProxyMesh>,
+    pub observer: &'a Observer,
+    pub recorder: &'a Recorder,
+    /// The load's start: step times count from it.
+    pub load_origin: Instant,
+    pub recovery_timeout: Duration,
+}
+
+/// Why a step could not be performed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// A fault's progress through one step, filled in as it goes.
+struct Step<'s> {
+    outcome: StepOutcome,
+    /// Instances whose recovery is waited for after the heal.
+    recovering: Vec<InstanceId>,
+    recorder: &'s Recorder,
+}
+
+impl Step<'_> {
+    fn started(&mut self, kind: FaultKind, targets: &[InstanceId], detail: String) -> FaultId {
+        let fault = self.recorder.fault_started(kind, targets, detail);
+        if self.outcome.faults.is_empty() {
+            self.outcome.started_ms = self.recorder.now() / 1_000;
+        }
+        self.outcome.faults.push(fault);
+        fault
+    }
+
+    fn healed(&mut self, fault: FaultId) {
+        self.recorder.fault_healed(fault);
+        self.outcome.healed_ms = self.recorder.now() / 1_000;
+    }
+
+    fn evidence(&mut self, line: String) {
+        self.outcome.evidence.push(line);
+    }
+}
+
+impl Injector<'_> {
+    /// Runs every step in order; one outcome per step.
+    pub fn run(mut self, steps: &[FaultStep]) -> Vec<StepOutcome> {
+        let mut outcomes = Vec::with_capacity(steps.len());
+        for (index, step) in steps.iter().enumerate() {
+            let due = self.load_origin + step.at;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let mut state = Step {
+                outcome: StepOutcome {
+                    step: index,
+                    action: step.action.to_string(),
+                    faults: Vec::new(),
+                    started_ms: 0,
+                    healed_ms: 0,
+                    recovery_ms: None,
+                    recovery_error: None,
+                    evidence: Vec::new(),
+                    error: None,
+                },
+                recovering: Vec::new(),
+                recorder: self.recorder,
+            };
+            match self.perform(&step.action, &mut state) {
+                Ok(()) => self.recover(&mut state),
+                Err(error) => state.outcome.error = Some(error.to_string()),
+            }
+            eprintln!(
+                "chaos: fault {index} ({}): recovery {}",
+                state.outcome.action,
+                state
+                    .outcome
+                    .recovery_ms
+                    .map_or_else(|| "none".to_owned(), |ms| format!("{ms} ms"))
+            );
+            outcomes.push(state.outcome);
+        }
+        outcomes
+    }
+
+    fn perform(&mut self, action: &FaultAction, step: &mut Step<'_>) -> Result<(), StepError> {
+        match action {
+            FaultAction::Kill {
+                targets,
+                down,
+                graceful,
+            } => {
+                let detail = if *graceful { "SIGTERM" } else { "SIGKILL" };
+                let fault = step.started(FaultKind::Kill, targets, detail.to_owned());
+                let before = self.pids(targets);
+                for &target in targets {
+                    if *graceful {
+                        self.cluster.terminate(target, GRACE)?;
+                    } else {
+                        self.cluster.kill(target)?;
+                    }
+                }
+                std::thread::sleep(*down);
+                self.restart(targets, step, fault, &before)
+            }
+            FaultAction::KillDuringRecovery { target, down } => {
+                let targets = [*target];
+                let first = step.started(FaultKind::Kill, &targets, "SIGKILL".to_owned());
+                let before = self.pids(&targets);
+                self.cluster.kill(*target)?;
+                std::thread::sleep(*down);
+                self.restart(&targets, step, first, &before)?;
+                let status = self.first_answer(*target);
+                let detail = format!("SIGKILL again, the node answering {status}");
+                step.evidence(format!("instance {target} killed again while {status}"));
+                let second = step.started(FaultKind::Kill, &targets, detail);
+                let before = self.pids(&targets);
+                self.cluster.kill(*target)?;
+                self.restart(&targets, step, second, &before)
+            }
+            FaultAction::Pause { target, paused } => {
+                let fault = step.started(FaultKind::Pause, &[*target], "SIGSTOP".to_owned());
+                self.cluster.pause(*target, true)?;
+                std::thread::sleep(*paused);
+                self.cluster.pause(*target, false)?;
+                step.healed(fault);
+                step.recovering = vec![*target];
+                Ok(())
+            }
+            FaultAction::Partition { side, cut } => {
+                let mesh = self
+                    .mesh
+                    .ok_or(StepError::Unsupported("a partition needs the proxy mesh"))?;
+                let before = mesh.counters();
+                let fault = step.started(
+                    FaultKind::Partition,
+                    side,
+                    format!("links between {side:?} and the rest cut"),
+                );
+                mesh.set_partition(side, true);
+                std::thread::sleep(*cut);
+                mesh.set_partition(side, false);
+                step.healed(fault);
+                let after = mesh.counters();
+                step.evidence(format!(
+                    "proxies: {} connections severed, {} refused while cut",
+                    after.severed - before.severed,
+                    after.refused - before.refused
+                ));
+                // An even split stalls everyone: all must catch up.
+                step.recovering = self.all_instances();
+                Ok(())
+            }
+            FaultAction::Byzantine { target, lying } => {
+                let targets = [*target];
+                self.cluster.kill(*target)?;
+                self.cluster
+                    .set_extra_args(*target, vec![CORRUPT_OUTPUTS_FLAG.to_owned()])?;
+                self.cluster.start_instance(*target)?;
+                let fault = step.started(
+                    FaultKind::Byzantine,
+                    &targets,
+                    "restarted corrupting its outputs".to_owned(),
+                );
+                std::thread::sleep(*lying);
+                let suspecting = self.suspecting(*target);
+                step.evidence(format!(
+                    "instances {suspecting:?} suspected {target} when it was stopped"
+                ));
+                let before = self.pids(&targets);
+                self.cluster.kill(*target)?;
+                self.cluster.set_extra_args(*target, Vec::new())?;
+                self.restart(&targets, step, fault, &before)
+            }
+            FaultAction::DiskLoss { target, down } => {
+                let targets = [*target];
+                let fault = step.started(
+                    FaultKind::DiskLoss,
+                    &targets,
+                    "SIGKILL and data directory wiped".to_owned(),
+                );
+                let before = self.pids(&targets);
+                self.cluster.kill(*target)?;
+                self.cluster.wipe(*target)?;
+                std::thread::sleep(*down);
+                self.restart(&targets, step, fault, &before)
+            }
+            FaultAction::BrokerRestart { .. } => Err(StepError::Unsupported(
+                "the embedded broker cannot be stopped from here (see the runner)",
+            )),
+        }
+    }
+
+    /// Starts `targets` again, heals `fault`, and notes the pids.
+    fn restart(
+        &mut self,
+        targets: &[InstanceId],
+        step: &mut Step<'_>,
+        fault: FaultId,
+        before: &[Option<u32>],
+    ) -> Result<(), StepError> {
+        for &target in targets {
+            self.cluster.start_instance(target)?;
+        }
+        step.healed(fault);
+        let after = self.pids(targets);
+        for ((target, before), after) in targets.iter().zip(before).zip(after) {
+            step.evidence(format!("instance {target}: pid {before:?} -> {after:?}"));
+        }
+        step.recovering = targets.to_vec();
+        Ok(())
+    }
+
+    /// Waits until every instance the step touched is ready and caught up.
+    fn recover(&mut self, step: &mut Step<'_>) {
+        match self
+            .observer
+            .wait_caught_up(&step.recovering, self.recovery_timeout, false)
+        {
+            Ok(took) => {
+                step.outcome.recovery_ms =
+                    Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+            }
+            Err(error) => step.outcome.recovery_error = Some(error.to_string()),
+        }
+        if let Err(error) = self.cluster.check_running() {
+            step.outcome.error = Some(format!("after the step: {error}"));
+        }
+    }
+
+    fn pids(&self, targets: &[InstanceId]) -> Vec<Option<u32>> {
+        targets
+            .iter()
+            .map(|&target| self.cluster.pid(target))
+            .collect()
+    }
+
+    fn all_instances(&self) -> Vec<InstanceId> {
+        (0..self.cluster.config().instances).collect()
+    }
+
+    /// The status a restarted node first answers /health with.
+    fn first_answer(&self, target: InstanceId) -> String {
+        self.observer
+            .first_progress(target, FIRST_ANSWER_TIMEOUT)
+            .map_or_else(
+                || format!("nothing within {FIRST_ANSWER_TIMEOUT:?}"),
+                |progress| format!("{:?}", progress.status),
+            )
+    }
+
+    /// The other instances that suspect `target` right now.
+    fn suspecting(&self, target: InstanceId) -> Vec<InstanceId> {
+        self.all_instances()
+            .into_iter()
+            .filter(|&peer| peer != target)
+            .filter(|&peer| {
+                self.observer.progress(peer).is_some_and(|progress| {
+                    progress
+                        .suspected_peers
+                        .iter()
+                        .any(|(suspect, _)| *suspect == target)
+                })
+            })
+            .collect()
+    }
+}
