@@ -4,8 +4,10 @@
 //!   oneshot for their answer, packs go to the input topic through an
 //!   idempotent `FutureProducer` (many sends in flight, bounded), the
 //!   core's timers run on `next_deadline`;
-//! - a dedicated thread ([`outcome_reader`]) reads every outcome partition
-//!   by explicit assignment and hands the actor one batch per poll;
+//! - the actor reads the outcome topic's publications from an
+//!   [`OutcomeFeed`]: its own thread ([`outcome_reader`]), which reads
+//!   every outcome partition by explicit assignment and hands the actor one
+//!   batch per poll, or the batches of a node that reads the topic anyway;
 //! - what only the node knows (status, durable stock, the other actors'
 //!   metrics) comes through [`InstanceView`].
 //!
@@ -28,6 +30,7 @@ use actix_web::http::KeepAlive;
 use actix_web::{HttpServer, web};
 use broker::{BrokerProfile, Topics};
 use protocol::position::Partition;
+use protocol::records::Publication;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, oneshot};
@@ -352,24 +355,47 @@ pub struct Gateway<V> {
 
 /// Outcome batches queued between the reader thread and the actor; the
 /// reader blocks beyond this.
-const OUTCOME_BATCHES_QUEUED: usize = 4;
+pub const OUTCOME_BATCHES_QUEUED: usize = 4;
+
+/// Where the gateway's actor gets the outcome topic's publications.
+#[derive(Debug)]
+pub enum OutcomeFeed {
+    /// Its own reader thread and consumer, positioned at the end of every
+    /// outcome partition as of start.
+    OwnReader,
+    /// Batches from a reader the embedding node runs anyway (one consumer
+    /// less per node): in outcome-offset order per partition, from
+    /// positions at or before the end as of start. A publication may come
+    /// twice; the core ignores the second (first publication wins).
+    Fed(mpsc::Receiver<Vec<Publication>>),
+}
 
 impl<V: InstanceView> Gateway<V> {
-    /// Creates the producer, positions the outcome reader at the end of
-    /// every outcome partition as of now, and starts the actor on the
-    /// current actix arbiter. Returns once the reader is positioned, so a
-    /// publication written after this returns is read. Call it inside the
-    /// node's actix `System`.
-    pub async fn start(config: ShellConfig, view: V) -> Result<Self, ShellError> {
+    /// Creates the producer, starts the actor on the current actix arbiter
+    /// and, with [`OutcomeFeed::OwnReader`], positions its reader at the end
+    /// of every outcome partition as of now. Returns once the reader is
+    /// positioned, so a publication written after this returns is read.
+    /// Call it inside the node's actix `System`.
+    pub async fn start(
+        config: ShellConfig,
+        view: V,
+        feed: OutcomeFeed,
+    ) -> Result<Self, ShellError> {
         config.assert_valid();
         let mut registry = MetricsRegistry::new();
         let http_metrics = HttpMetrics::register(&mut registry);
         let metrics = ShellMetrics::register(&mut registry);
         let producer = config.producer()?;
-        let reader = OutcomeReader::new(&config, metrics.clone())?;
-        let (batches_in, batches_out) = mpsc::channel(OUTCOME_BATCHES_QUEUED);
-        let positioned = reader.spawn(batches_in)?;
-        positioned.await.map_err(|_| ShellError::ReaderEnded)??;
+        let batches_out = match feed {
+            OutcomeFeed::OwnReader => {
+                let reader = OutcomeReader::new(&config, metrics.clone())?;
+                let (batches_in, batches_out) = mpsc::channel(OUTCOME_BATCHES_QUEUED);
+                let positioned = reader.spawn(batches_in)?;
+                positioned.await.map_err(|_| ShellError::ReaderEnded)??;
+                batches_out
+            }
+            OutcomeFeed::Fed(batches) => batches,
+        };
 
         let accepting = Arc::new(AtomicBool::new(true));
         let actor = GatewayActor::new(

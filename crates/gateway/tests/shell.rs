@@ -13,7 +13,7 @@ use bytes::Bytes;
 use domain::inventory::partition_for_sku;
 use gateway::config::GatewayConfig;
 use gateway::node::{HealthSnapshot, InstanceStatus, StockLevel};
-use gateway::shell::{Gateway, HttpSettings, InstanceView, ShellConfig};
+use gateway::shell::{Gateway, HttpSettings, InstanceView, OutcomeFeed, ShellConfig};
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use hyper::{Method, Request};
@@ -188,7 +188,9 @@ impl Harness {
             topics.clone(),
             "test-gateway",
         );
-        let gateway = Gateway::start(shell, view).await.expect("gateway starts");
+        let gateway = Gateway::start(shell, view, OutcomeFeed::OwnReader)
+            .await
+            .expect("gateway starts");
         let (server, addr) = gateway
             .serve(
                 "127.0.0.1:0".parse().expect("an address"),

@@ -1,6 +1,10 @@
-//! Reads the outcome topic back for the Clerk: every publication, from any
-//! instance, settles or contradicts this instance's view of a record.
+//! Reads the outcome topic back, once per node, for two readers: the Clerk
+//! (every publication, from any instance, settles or contradicts this
+//! instance's view of a record) and the gateway (agreed answers for its
+//! waiting clients and its key index). One consumer instead of two: on the
+//! embedded broker every consumer's fetches cost the broker's one thread.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -15,6 +19,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
+use tokio::sync::mpsc;
 
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// Most publications handed to the Clerk in one call.
@@ -26,6 +31,42 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Hands a batch to the Clerk and returns its intake of each, in order.
 pub type Deliver = Box<dyn FnMut(Vec<OutcomeRecord>) -> Option<Vec<OutcomeIntake>> + Send>;
 
+/// The gateway's side of the reader: each publication is forwarded once,
+/// in outcome-offset order per partition (records offered to the Clerk
+/// again after a deferral are not forwarded again).
+pub struct GatewayFeed {
+    batches: mpsc::Sender<Vec<Publication>>,
+    forwarded_through: HashMap<Partition, Offset>,
+}
+
+impl GatewayFeed {
+    pub fn new(batches: mpsc::Sender<Vec<Publication>>) -> GatewayFeed {
+        GatewayFeed {
+            batches,
+            forwarded_through: HashMap::new(),
+        }
+    }
+
+    /// Blocks while the gateway's queue is full (backpressure on the
+    /// reader). `false` once the gateway is gone.
+    fn forward(&mut self, batch: &[(Publication, Offset)]) -> bool {
+        let fresh: Vec<Publication> = batch
+            .iter()
+            .filter(|(publication, outcome_offset)| {
+                let through = self
+                    .forwarded_through
+                    .entry(publication.partition)
+                    .or_insert(Offset::MIN);
+                let fresh = *outcome_offset > *through;
+                *through = (*through).max(*outcome_offset);
+                fresh
+            })
+            .map(|(publication, _)| publication.clone())
+            .collect();
+        fresh.is_empty() || self.batches.blocking_send(fresh).is_ok()
+    }
+}
+
 #[derive(Debug)]
 pub struct OutcomeReader {
     stop: Arc<AtomicBool>,
@@ -33,12 +74,15 @@ pub struct OutcomeReader {
 }
 
 impl OutcomeReader {
-    /// Starts reading `topic` at the given outcome offsets (one per partition).
+    /// Starts reading `topic` at the given outcome offsets (one per
+    /// partition): the Clerk's resume positions, at or before the log end,
+    /// so the gateway sees every publication written after it started.
     pub fn start(
         consumer: BaseConsumer,
         topic: String,
         start_offsets: &[(Partition, Offset)],
         mut deliver: Deliver,
+        mut gateway: GatewayFeed,
     ) -> Result<OutcomeReader, KafkaError> {
         let mut list = TopicPartitionList::new();
         for &(partition, offset) in start_offsets {
@@ -54,12 +98,20 @@ impl OutcomeReader {
         let handle = std::thread::Builder::new()
             .name("outcome-reader".to_owned())
             .spawn(move || {
-                let mut undecodable: u64 = 0;
                 while !stopping.load(Ordering::Relaxed) {
-                    let batch = poll_batch(&consumer, &mut undecodable);
-                    if batch.is_empty() {
+                    let polled = poll_batch(&consumer);
+                    if polled.is_empty() {
                         continue;
                     }
+                    if !gateway.forward(&polled) {
+                        return;
+                    }
+                    let batch: Vec<OutcomeRecord> = polled
+                        .iter()
+                        .filter_map(|(publication, outcome_offset)| {
+                            outcome_record(publication, *outcome_offset)
+                        })
+                        .collect();
                     let Some(intakes) = deliver(batch.clone()) else {
                         return;
                     };
@@ -97,7 +149,8 @@ impl Drop for OutcomeReader {
     }
 }
 
-fn poll_batch(consumer: &BaseConsumer, undecodable: &mut u64) -> Vec<OutcomeRecord> {
+/// Up to [`MAX_BATCH`] publications with their outcome offsets.
+fn poll_batch(consumer: &BaseConsumer) -> Vec<(Publication, Offset)> {
     let mut batch = Vec::new();
     let mut wait = POLL_WAIT;
     while batch.len() < MAX_BATCH {
@@ -107,12 +160,8 @@ fn poll_batch(consumer: &BaseConsumer, undecodable: &mut u64) -> Vec<OutcomeReco
         wait = Duration::ZERO;
         match result {
             Ok(message) => match message.payload().map(Publication::decode) {
-                Some(Ok(publication)) => match outcome_record(&publication, message.offset()) {
-                    Some(record) => batch.push(record),
-                    None => *undecodable += 1,
-                },
+                Some(Ok(publication)) => batch.push((publication, message.offset())),
                 Some(Err(_)) | None => {
-                    *undecodable += 1;
                     tracing::warn!(
                         offset = message.offset(),
                         "an undecodable record on the outcome topic is skipped"
@@ -129,6 +178,8 @@ fn poll_batch(consumer: &BaseConsumer, undecodable: &mut u64) -> Vec<OutcomeReco
     batch
 }
 
+/// `None` for a digest that is not 32 bytes: the Clerk cannot match it
+/// (the gateway still sees it and counts it as corrupt).
 fn outcome_record(publication: &Publication, outcome_offset: Offset) -> Option<OutcomeRecord> {
     Some(OutcomeRecord {
         partition: publication.partition,

@@ -16,12 +16,13 @@ use clerk::shell::{
 use clerk::{ClerkConfig, OwnOutput};
 use domain::inventory::{Inventory, InventoryLimits};
 use gateway::config::GatewayConfig;
-use gateway::shell::{Gateway, HttpSettings, ShellConfig};
+use gateway::shell::{Gateway, HttpSettings, OUTCOME_BATCHES_QUEUED, OutcomeFeed, ShellConfig};
 use ledger::{LedgerReader, RecordPosition};
 use protocol::envelope::RecordDigest;
 use protocol::position::{Offset, Partition, StreamTime};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::FutureProducer;
+use tokio::sync::mpsc;
 use usher::shell::{
     ProgressQuery, StopPartition, UsherActor, UsherHalted, UsherOutbox, WatermarkAdvanced,
 };
@@ -30,7 +31,7 @@ use usher::{Assignment, Usher, UsherConfig};
 use crate::lifecycle::{HaltReason, InstanceStatus};
 use crate::node::args::NodeArgs;
 use crate::node::exit;
-use crate::node::outcome_reader::OutcomeReader;
+use crate::node::outcome_reader::{GatewayFeed, OutcomeReader};
 use crate::node::processing::{
     Committed, PartitionState, PipelineMetrics, ProcessingActor, ProcessingOutbox, Stages,
 };
@@ -110,6 +111,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
             .collect(),
     );
 
+    let (gateway_batches_in, gateway_batches_out) = mpsc::channel(OUTCOME_BATCHES_QUEUED);
     let hub = NodeHub {
         status: status.clone(),
         clerk: None,
@@ -126,6 +128,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
                 .map_err(|error| format!("outcome consumer: {error}"))?,
         ),
         outcome_topic: topics.outcomes.clone(),
+        gateway_feed: Some(GatewayFeed::new(gateway_batches_in)),
     }
     .start();
 
@@ -254,6 +257,7 @@ async fn run_node(args: NodeArgs, started: Started) -> Result<ExitCode, String> 
             format!("tribunal-gateway-{id}"),
         ),
         view,
+        OutcomeFeed::Fed(gateway_batches_out),
     )
     .await
     .map_err(|error| format!("gateway: {error}"))?;
@@ -539,6 +543,8 @@ struct NodeHub {
     partitions: u32,
     outcome_consumer: Option<BaseConsumer>,
     outcome_topic: String,
+    /// Handed to the outcome reader when it starts.
+    gateway_feed: Option<GatewayFeed>,
 }
 
 impl NodeHub {
@@ -567,7 +573,9 @@ impl NodeHub {
     }
 
     fn start_outcome_reader(&mut self) {
-        let Some(consumer) = self.outcome_consumer.take() else {
+        let (Some(consumer), Some(gateway_feed)) =
+            (self.outcome_consumer.take(), self.gateway_feed.take())
+        else {
             return;
         };
         let clerk = self.clerk().clone();
@@ -597,6 +605,7 @@ impl NodeHub {
             self.outcome_topic.clone(),
             &self.outcome_reader_starts,
             deliver,
+            gateway_feed,
         ) {
             Ok(reader) => self.outcome_reader = Some(reader),
             Err(error) => {
