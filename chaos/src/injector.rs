@@ -7,6 +7,8 @@
 //! windows (how long a node stays down, paused or cut off) are the plan's
 //! own durations, slept on purpose; every wait for the cluster polls.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -42,11 +44,83 @@ pub struct StepOutcome {
     /// happen within the recovery timeout (see `recovery_error`).
     pub recovery_ms: Option<u64>,
     pub recovery_error: Option<String>,
-    /// What shows the fault really happened (pids, proxy counters, peers'
-    /// suspicions).
-    pub evidence: Vec<String>,
+    /// What shows the fault really happened.
+    pub evidence: Vec<Evidence>,
     /// A cluster operation that failed (the step stopped there).
     pub error: Option<String>,
+}
+
+/// What shows that a fault really happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    /// The node runs as a new process.
+    Restarted {
+        instance: InstanceId,
+        pid_before: Option<u32>,
+        pid_after: Option<u32>,
+    },
+    /// The node was killed again, answering /health with this status
+    /// (`None`: it had not answered yet).
+    KilledWhile {
+        instance: InstanceId,
+        status: Option<String>,
+    },
+    /// The paused process's state as the kernel showed it (`T`: stopped).
+    ProcessState { instance: InstanceId, state: String },
+    /// Proxy connections the cut severed or refused.
+    LinksCut { severed: u64, refused: u64 },
+    /// What a former liar showed after its honest restart (`halted`: it
+    /// found its own stored outputs differing from the agreed ones).
+    HonestRestart {
+        instance: InstanceId,
+        status: Option<String>,
+    },
+    /// The peers that suspected someone (only the liar lies) for a
+    /// divergent copy while it lied, with how many times.
+    SuspectedBy {
+        instance: InstanceId,
+        peers: Vec<(InstanceId, u64)>,
+    },
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Restarted {
+                instance,
+                pid_before,
+                pid_after,
+            } => write!(
+                f,
+                "instance {instance}: pid {pid_before:?} -> {pid_after:?}"
+            ),
+            Self::KilledWhile { instance, status } => write!(
+                f,
+                "instance {instance} killed again while answering {}",
+                status.as_deref().unwrap_or("nothing yet")
+            ),
+            Self::ProcessState { instance, state } => {
+                write!(
+                    f,
+                    "instance {instance}: process state {state:?} while paused"
+                )
+            }
+            Self::LinksCut { severed, refused } => write!(
+                f,
+                "proxies: {severed} connections severed, {refused} refused while cut"
+            ),
+            Self::HonestRestart { instance, status } => write!(
+                f,
+                "instance {instance} restarted honest: {}",
+                status.as_deref().unwrap_or("no answer")
+            ),
+            Self::SuspectedBy { instance, peers } => write!(
+                f,
+                "instance {instance} suspected for divergent copies by (peer, times) {peers:?}"
+            ),
+        }
+    }
 }
 
 /// What the injector needs.
@@ -56,6 +130,8 @@ pub struct Injector<'a> {
     pub mesh: Option<&'a ProxyMesh>,
     pub observer: &'a Observer,
     pub recorder: &'a Recorder,
+    /// The instances started lying, with the faults that record it.
+    pub liars: BTreeMap<InstanceId, FaultId>,
     /// The load's start: step times count from it.
     pub load_origin: Instant,
     pub recovery_timeout: Duration,
@@ -93,8 +169,8 @@ impl Step<'_> {
         self.outcome.healed_ms = self.recorder.now() / 1_000;
     }
 
-    fn evidence(&mut self, line: String) {
-        self.outcome.evidence.push(line);
+    fn evidence(&mut self, evidence: Evidence) {
+        self.outcome.evidence.push(evidence);
     }
 }
 
@@ -166,10 +242,16 @@ impl Injector<'_> {
                 self.cluster.kill(*target)?;
                 std::thread::sleep(*down);
                 self.restart(&targets, step, first, &before)?;
-                let status = self.first_answer(*target);
-                let detail = format!("SIGKILL again, the node answering {status}");
-                step.evidence(format!("instance {target} killed again while {status}"));
-                let second = step.started(FaultKind::Kill, &targets, detail);
+                let status = self
+                    .observer
+                    .first_progress(*target, FIRST_ANSWER_TIMEOUT)
+                    .map(|progress| progress.status);
+                let evidence = Evidence::KilledWhile {
+                    instance: *target,
+                    status,
+                };
+                let second = step.started(FaultKind::Kill, &targets, evidence.to_string());
+                step.evidence(evidence);
                 let before = self.pids(&targets);
                 self.cluster.kill(*target)?;
                 self.restart(&targets, step, second, &before)
@@ -177,6 +259,12 @@ impl Injector<'_> {
             FaultAction::Pause { target, paused } => {
                 let fault = step.started(FaultKind::Pause, &[*target], "SIGSTOP".to_owned());
                 self.cluster.pause(*target, true)?;
+                if let Some(state) = self.cluster.pid(*target).and_then(process_state) {
+                    step.evidence(Evidence::ProcessState {
+                        instance: *target,
+                        state,
+                    });
+                }
                 std::thread::sleep(*paused);
                 self.cluster.pause(*target, false)?;
                 step.healed(fault);
@@ -198,35 +286,54 @@ impl Injector<'_> {
                 mesh.set_partition(side, false);
                 step.healed(fault);
                 let after = mesh.counters();
-                step.evidence(format!(
-                    "proxies: {} connections severed, {} refused while cut",
-                    after.severed - before.severed,
-                    after.refused - before.refused
-                ));
+                step.evidence(Evidence::LinksCut {
+                    severed: after.severed - before.severed,
+                    refused: after.refused - before.refused,
+                });
                 // An even split stalls everyone: all must catch up.
                 step.recovering = self.all_instances();
                 Ok(())
             }
-            FaultAction::Byzantine { target, lying } => {
+            FaultAction::Byzantine { target } => {
                 let targets = [*target];
-                self.cluster.kill(*target)?;
-                self.cluster
-                    .set_extra_args(*target, vec![CORRUPT_OUTPUTS_FLAG.to_owned()])?;
-                self.cluster.start_instance(*target)?;
-                let fault = step.started(
-                    FaultKind::Byzantine,
-                    &targets,
-                    "restarted corrupting its outputs".to_owned(),
-                );
-                std::thread::sleep(*lying);
-                let suspecting = self.suspecting(*target);
-                step.evidence(format!(
-                    "instances {suspecting:?} suspected {target} when it was stopped"
-                ));
+                let fault = *self
+                    .liars
+                    .get(target)
+                    .ok_or(StepError::Unsupported("the liar was not started lying"))?;
+                step.outcome.faults.push(fault);
+                step.evidence(Evidence::SuspectedBy {
+                    instance: *target,
+                    peers: self.divergent_suspicions(*target),
+                });
                 let before = self.pids(&targets);
                 self.cluster.kill(*target)?;
                 self.cluster.set_extra_args(*target, Vec::new())?;
-                self.restart(&targets, step, fault, &before)
+                self.restart(&targets, step, fault, &before)?;
+                // Its store still holds the outputs it lied with: an honest
+                // restart should find them differing from the agreed ones
+                // and halt; an operator wipe is the way back.
+                let halted = self
+                    .observer
+                    .wait_until(&targets, self.recovery_timeout, |p| {
+                        p.status == "halted" || p.is_ready()
+                    });
+                let status = self.observer.progress(*target).map(|p| p.status);
+                step.evidence(Evidence::HonestRestart {
+                    instance: *target,
+                    status: status.clone(),
+                });
+                if halted.is_ok() && status.as_deref() == Some("halted") {
+                    let wipe = step.started(
+                        FaultKind::DiskLoss,
+                        &targets,
+                        "operator wipe of the halted former liar".to_owned(),
+                    );
+                    let before = self.pids(&targets);
+                    self.cluster.kill(*target)?;
+                    self.cluster.wipe(*target)?;
+                    self.restart(&targets, step, wipe, &before)?;
+                }
+                Ok(())
             }
             FaultAction::DiskLoss { target, down } => {
                 let targets = [*target];
@@ -260,8 +367,12 @@ impl Injector<'_> {
         }
         step.healed(fault);
         let after = self.pids(targets);
-        for ((target, before), after) in targets.iter().zip(before).zip(after) {
-            step.evidence(format!("instance {target}: pid {before:?} -> {after:?}"));
+        for ((&instance, &pid_before), pid_after) in targets.iter().zip(before).zip(after) {
+            step.evidence(Evidence::Restarted {
+                instance,
+                pid_before,
+                pid_after,
+            });
         }
         step.recovering = targets.to_vec();
         Ok(())
@@ -295,29 +406,29 @@ impl Injector<'_> {
         (0..self.cluster.config().instances).collect()
     }
 
-    /// The status a restarted node first answers /health with.
-    fn first_answer(&self, target: InstanceId) -> String {
-        self.observer
-            .first_progress(target, FIRST_ANSWER_TIMEOUT)
-            .map_or_else(
-                || format!("nothing within {FIRST_ANSWER_TIMEOUT:?}"),
-                |progress| format!("{:?}", progress.status),
-            )
-    }
-
-    /// The other instances that suspect `target` right now.
-    fn suspecting(&self, target: InstanceId) -> Vec<InstanceId> {
+    /// Every other instance's count of divergent-copy suspicions so far
+    /// (0 when it does not answer).
+    fn divergent_suspicions(&self, target: InstanceId) -> Vec<(InstanceId, u64)> {
         self.all_instances()
             .into_iter()
             .filter(|&peer| peer != target)
-            .filter(|&peer| {
-                self.observer.progress(peer).is_some_and(|progress| {
-                    progress
-                        .suspected_peers
-                        .iter()
-                        .any(|(suspect, _)| *suspect == target)
-                })
+            .map(|peer| {
+                let count = self
+                    .observer
+                    .progress(peer)
+                    .map_or(0, |p| p.divergent_suspicions);
+                (peer, count)
             })
             .collect()
     }
+}
+
+/// The state letter of a process (`R`, `S`, `T` stopped, ...) from
+/// `/proc/<pid>/stat`; `None` where there is no procfs.
+fn process_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the state follows
+    // the last closing one.
+    let (_, after) = stat.rsplit_once(')')?;
+    after.split_whitespace().next().map(str::to_owned)
 }

@@ -36,6 +36,8 @@ pub struct Progress {
     pub applied: Vec<Offset>,
     /// Records in the agreement table not yet published, summed.
     pub unsettled: u64,
+    /// Peers this node began to suspect for a divergent copy, ever.
+    pub divergent_suspicions: u64,
 }
 
 impl Progress {
@@ -144,6 +146,11 @@ impl Observer {
                 metric(&metrics, &series).map_or(0, |count| count.max(0).unsigned_abs())
             })
             .sum();
+        let divergent_suspicions = metric(
+            &metrics,
+            "tribunal_clerk_peers_suspected_total{reason=\"divergent_copy\"}",
+        )
+        .map_or(0, |count| count.max(0).unsigned_abs());
         Some(Progress {
             status: health.status,
             self_suspected: health.self_suspected,
@@ -154,6 +161,7 @@ impl Observer {
                 .collect(),
             applied,
             unsettled,
+            divergent_suspicions,
         })
     }
 
@@ -262,6 +270,7 @@ mod tests {
             suspected_peers: Vec::new(),
             applied,
             unsettled: 0,
+            divergent_suspicions: 0,
         };
         assert!(progress("ready", vec![9, 4]).caught_up(&[10, 5]));
         assert!(!progress("ready", vec![8, 4]).caught_up(&[10, 5]));

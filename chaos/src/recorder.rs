@@ -41,6 +41,8 @@ pub struct LoadCounts {
     pub scheduled: u64,
     /// Sent, so recorded as submissions.
     pub sent: u64,
+    /// Sent re-sending an earlier submission's key and command.
+    pub resent: u64,
     /// Answered with any HTTP status.
     pub answered: u64,
     /// Answered 200 or 409 (an agreed outcome).
@@ -147,6 +149,7 @@ impl Recorder {
                 }
             };
             counts.sent += 1;
+            counts.resent += u64::from(outcome.submission.duplicate);
             let id = first_id + outcome.index;
             let timed = "the driver times every request it sends";
             let (sent, completed) = (outcome.sent.expect(timed), outcome.completed.expect(timed));

@@ -142,8 +142,8 @@ impl fmt::Display for RunReport {
                 "  fault {} at {} ms, healed at {} ms, {recovery}: {}",
                 fault.step, fault.started_ms, fault.healed_ms, fault.action
             )?;
-            for line in &fault.evidence {
-                writeln!(f, "    {line}")?;
+            for evidence in &fault.evidence {
+                writeln!(f, "    {evidence}")?;
             }
             if let Some(error) = &fault.error {
                 writeln!(f, "    error: {error}")?;

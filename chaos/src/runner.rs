@@ -21,8 +21,10 @@ use tribunal::cluster::{ClusterConfig, ClusterError, LocalCluster, NodeProgram};
 
 use crate::checker;
 use crate::finals;
-use crate::history::{History, HistoryError, HistoryEvent, InputRecord, RunInfo, SubmissionId};
-use crate::injector::Injector;
+use crate::history::{
+    FaultKind, History, HistoryError, HistoryEvent, InputRecord, RunInfo, SubmissionId,
+};
+use crate::injector::{CORRUPT_OUTPUTS_FLAG, Injector};
 use crate::observe::Observer;
 use crate::proxy::ProxyMesh;
 use crate::readback;
@@ -149,6 +151,11 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
     config.brokers = settings.brokers.clone();
     config.http_port = free_port().map_err(files)?;
     config.peer_port = free_port().map_err(files)?;
+    for &liar in &plan.byzantine {
+        config
+            .extra_args
+            .insert(liar, vec![CORRUPT_OUTPUTS_FLAG.to_owned()]);
+    }
     let partitions_cut = plan
         .steps
         .iter()
@@ -188,6 +195,17 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
     let origin = Instant::now();
     let recorder = Recorder::create(&history_path, origin).map_err(files)?;
     recorder.append(&HistoryEvent::Run(run_info.clone()));
+    let liars = plan
+        .byzantine
+        .iter()
+        .map(|&liar| {
+            let detail = "started corrupting its outputs".to_owned();
+            (
+                liar,
+                recorder.fault_started(FaultKind::Byzantine, &[liar], detail),
+            )
+        })
+        .collect();
     let instances: Vec<u32> = (0..cluster.config().instances).collect();
     let nodes = instances.iter().map(|&i| cluster.http_addr(i)).collect();
     let observer = Observer::new(cluster.broker_profile(), run_info.input_partitions, nodes)?;
@@ -223,6 +241,7 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
             mesh: mesh.as_ref(),
             observer: &observer,
             recorder: &recorder,
+            liars,
             load_origin,
             recovery_timeout: settings.recovery_timeout,
         };
