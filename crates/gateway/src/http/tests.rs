@@ -565,7 +565,8 @@ async fn a_valid_submission_is_packed_and_answered_from_its_publication() {
         while state.node.waiting.lock().expect("lock").is_empty() {
             tokio::task::yield_now().await;
         }
-        state.node.core.lock().expect("lock").tick(1);
+        let flush_window = config().pack_flush_window_ms;
+        state.node.core.lock().expect("lock").tick(flush_window);
         let packs = state.node.deliver();
         let [pack] = packs.as_slice() else {
             panic!("one pack: {packs:?}")
