@@ -71,7 +71,10 @@ struct Args {
     #[arg(long)]
     report_dir: Option<PathBuf>,
     /// Requests in flight at once, so HTTP/1.1 connections, over all targets.
-    #[arg(long, default_value_t = 512)]
+    /// By Little's law the achievable rate is at most connections / latency:
+    /// 10,000/s at 100 ms needs 1,000 in flight (512 capped a 10,000/s run
+    /// at 6,900/s while the server answered in 68 ms at the median).
+    #[arg(long, default_value_t = 2048)]
     connections: usize,
     /// A request not started this long after its intended time is dropped.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
