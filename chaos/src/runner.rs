@@ -22,7 +22,7 @@ use tribunal::cluster::{ClusterConfig, ClusterError, LocalCluster, NodeProgram};
 use crate::checker;
 use crate::finals;
 use crate::history::{
-    FaultKind, History, HistoryError, HistoryEvent, InputRecord, RunInfo, SubmissionId,
+    FaultKind, History, HistoryError, HistoryEvent, InputRecord, InstanceId, RunInfo, SubmissionId,
 };
 use crate::injector::{CORRUPT_OUTPUTS_FLAG, Injector};
 use crate::observe::Observer;
@@ -128,6 +128,53 @@ fn unsupported(plan: &Plan, external_broker: bool) -> Option<String> {
     }
 }
 
+/// The cluster, and the proxies when the plan cuts links; ready.
+fn start_cluster(
+    settings: &RunSettings,
+    runtime: &Runtime,
+) -> Result<(LocalCluster, Option<ProxyMesh>), CouldNotStart> {
+    let plan = &settings.plan;
+    let files = |source| CouldNotStart::Files {
+        dir: settings.run_dir.clone(),
+        source,
+    };
+    let mut config =
+        ClusterConfig::new(settings.node_program.clone(), settings.run_dir.join("data"));
+    config.instances = plan.request.instances;
+    config.brokers = settings.brokers.clone();
+    config.http_port = free_port().map_err(files)?;
+    config.peer_port = free_port().map_err(files)?;
+    for &liar in &plan.byzantine {
+        config
+            .extra_args
+            .insert(liar, vec![CORRUPT_OUTPUTS_FLAG.to_owned()]);
+    }
+    let cuts_links = plan
+        .steps
+        .iter()
+        .any(|step| matches!(step.action, FaultAction::Partition { .. }));
+    let mesh = if cuts_links {
+        let upstream = |to| config.peer_addr(to);
+        let mesh = runtime
+            .block_on(ProxyMesh::start(config.instances, upstream))
+            .map_err(CouldNotStart::Proxies)?;
+        Some(mesh)
+    } else {
+        None
+    };
+    let routes = mesh.as_ref().map(ProxyMesh::routes).unwrap_or_default();
+    let mut cluster = LocalCluster::start_routed(config, routes)?;
+    eprintln!(
+        "chaos: cluster of {} on {} (broker {}), data and logs in {}",
+        cluster.config().instances,
+        cluster.gateway_urls().join(","),
+        cluster.bootstrap_servers(),
+        settings.run_dir.display()
+    );
+    cluster.wait_ready(READY_TIMEOUT)?;
+    Ok((cluster, mesh))
+}
+
 pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
     let plan = &settings.plan;
     if let Some(reason) = unsupported(plan, settings.brokers.is_some()) {
@@ -146,40 +193,7 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
         .build()
         .map_err(CouldNotStart::Runtime)?;
 
-    let mut config = ClusterConfig::new(settings.node_program.clone(), run_dir.join("data"));
-    config.instances = plan.request.instances;
-    config.brokers = settings.brokers.clone();
-    config.http_port = free_port().map_err(files)?;
-    config.peer_port = free_port().map_err(files)?;
-    for &liar in &plan.byzantine {
-        config
-            .extra_args
-            .insert(liar, vec![CORRUPT_OUTPUTS_FLAG.to_owned()]);
-    }
-    let partitions_cut = plan
-        .steps
-        .iter()
-        .any(|step| matches!(step.action, FaultAction::Partition { .. }));
-    let mesh = if partitions_cut {
-        let mesh = runtime
-            .block_on(ProxyMesh::start(config.instances, |to| {
-                config.peer_addr(to)
-            }))
-            .map_err(CouldNotStart::Proxies)?;
-        Some(mesh)
-    } else {
-        None
-    };
-    let routes = mesh.as_ref().map(ProxyMesh::routes).unwrap_or_default();
-    let mut cluster = LocalCluster::start_routed(config, routes)?;
-    eprintln!(
-        "chaos: cluster of {} on {} (broker {}), data and logs in {}",
-        cluster.config().instances,
-        cluster.gateway_urls().join(","),
-        cluster.bootstrap_servers(),
-        run_dir.display()
-    );
-    cluster.wait_ready(READY_TIMEOUT)?;
+    let (mut cluster, mesh) = start_cluster(settings, &runtime)?;
 
     let run_info = RunInfo {
         scenario: plan.request.scenario.to_string(),
@@ -256,56 +270,20 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
     );
 
     // The liveness phase: everything healed, progress within deadlines.
-    let probe_events =
-        (plan.request.rps * PROBE_LOAD.as_secs_f64()).clamp(PROBE_EVENTS.0, PROBE_EVENTS.1);
-    let probe_schedule = schedule(
-        plan.request.rps,
-        Duration::from_secs_f64(probe_events / plan.request.rps),
-    )?;
-    let probes = driving.drive(
-        &probe_schedule,
-        Instant::now() + START_LEAD,
+    let liveness = liveness_phase(
+        &driving,
+        &observer,
+        settings,
         &mut workload,
         load.scheduled,
+        &instances,
     )?;
-    let converged = observer.wait_caught_up(&instances, settings.converge_timeout, true);
-    let liveness = Liveness {
-        probes,
-        converged_ms: converged
-            .as_ref()
-            .ok()
-            .map(|took| u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
-        converge_error: converged.err().map(|error| error.to_string()),
-    };
     let proxies = mesh.as_ref().map(ProxyMesh::counters);
     drop(mesh);
 
     // Read back: the nodes stop first, so nothing changes while reading.
     cluster.stop(STOP_GRACE);
-    let mut failures = Vec::new();
-    match readback::read_topics(cluster.broker_profile(), &run_info, READBACK_DEADLINE) {
-        Ok(events) => {
-            let input: Vec<InputRecord> = events
-                .iter()
-                .filter_map(|event| match event {
-                    HistoryEvent::InputRecord(record) => Some(record.clone()),
-                    _ => None,
-                })
-                .collect();
-            for event in &events {
-                recorder.append(event);
-            }
-            let levels = finals::named_levels(&input);
-            for &instance in &instances {
-                let dir = cluster.data_dir(instance);
-                match finals::read_final(instance, &dir, run_info.input_partitions, &levels) {
-                    Ok(state) => recorder.append(&HistoryEvent::InstanceFinal(state)),
-                    Err(error) => failures.push(format!("final state: {error}")),
-                }
-            }
-        }
-        Err(error) => failures.push(format!("reading the topics back: {error}")),
-    }
+    let mut failures = read_back(&cluster, &run_info, &recorder);
     recorder.finish().map_err(files)?;
     let ledger_dirs: Vec<PathBuf> = instances.iter().map(|&i| cluster.data_dir(i)).collect();
     drop(cluster);
@@ -331,6 +309,66 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
         remove_ledgers(&ledger_dirs);
     }
     Ok(RunOutcome::Finished(Box::new(report)))
+}
+
+/// New submissions must all be answered with an agreed outcome (within the
+/// client timeout), then every instance must reach the log end with
+/// nothing left unpublished (within the convergence timeout).
+fn liveness_phase(
+    driving: &Driving<'_>,
+    observer: &Observer,
+    settings: &RunSettings,
+    workload: &mut Workload,
+    first_id: SubmissionId,
+    instances: &[InstanceId],
+) -> Result<Liveness, CouldNotStart> {
+    let rps = settings.plan.request.rps;
+    let events = (rps * PROBE_LOAD.as_secs_f64()).clamp(PROBE_EVENTS.0, PROBE_EVENTS.1);
+    let probe_schedule = schedule(rps, Duration::from_secs_f64(events / rps))?;
+    let probes = driving.drive(
+        &probe_schedule,
+        Instant::now() + START_LEAD,
+        workload,
+        first_id,
+    )?;
+    let converged = observer.wait_caught_up(instances, settings.converge_timeout, true);
+    Ok(Liveness {
+        probes,
+        converged_ms: converged
+            .as_ref()
+            .ok()
+            .map(|took| u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
+        converge_error: converged.err().map(|error| error.to_string()),
+    })
+}
+
+/// The topics and every stopped instance's final state into the history;
+/// what could not be read, as failures.
+fn read_back(cluster: &LocalCluster, run: &RunInfo, recorder: &Recorder) -> Vec<String> {
+    let events = match readback::read_topics(cluster.broker_profile(), run, READBACK_DEADLINE) {
+        Ok(events) => events,
+        Err(error) => return vec![format!("reading the topics back: {error}")],
+    };
+    let input: Vec<InputRecord> = events
+        .iter()
+        .filter_map(|event| match event {
+            HistoryEvent::InputRecord(record) => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
+    for event in &events {
+        recorder.append(event);
+    }
+    let levels = finals::named_levels(&input);
+    let mut failures = Vec::new();
+    for instance in 0..run.instances {
+        let dir = cluster.data_dir(instance);
+        match finals::read_final(instance, &dir, run.input_partitions, &levels) {
+            Ok(state) => recorder.append(&HistoryEvent::InstanceFinal(state)),
+            Err(error) => failures.push(format!("final state: {error}")),
+        }
+    }
+    failures
 }
 
 /// How loads are driven and recorded in this run.
