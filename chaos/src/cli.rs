@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::runner::BrokerChoice;
 use crate::scenario::{PlanRequest, Scenario};
 
 /// Which scenarios to run.
@@ -64,9 +65,16 @@ pub struct Args {
     /// Instances in the cluster.
     #[arg(long, default_value_t = 4)]
     pub instances: u32,
-    /// An external Kafka-protocol broker (e.g. tansu); default: embedded.
-    #[arg(long)]
+    /// Input (and outcome) topic partitions.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    /// An external Kafka-protocol broker whose topics are still empty (so
+    /// one scenario per broker); default: the embedded mock broker.
+    #[arg(long, conflicts_with = "tansu")]
     pub brokers: Option<String>,
+    /// Start a fresh tansu broker (memory storage) for each scenario.
+    #[arg(long)]
+    pub tansu: bool,
     /// Where each run's directory (history, report, node logs) is made.
     #[arg(long, default_value = "target/chaos")]
     pub out: PathBuf,
@@ -90,18 +98,41 @@ impl Args {
             events: self.events,
             rps: self.rps,
             instances: self.instances,
+            partitions: self.partitions,
+        }
+    }
+}
+
+impl Args {
+    pub fn broker(&self) -> BrokerChoice {
+        match (&self.brokers, self.tansu) {
+            (Some(brokers), _) => BrokerChoice::External(brokers.clone()),
+            (None, true) => BrokerChoice::Tansu,
+            (None, false) => BrokerChoice::Embedded,
         }
     }
 }
 
 /// The command that runs `request` again, exactly.
-pub fn replay_command(request: &PlanRequest, brokers: Option<&str>) -> String {
+pub fn replay_command(request: &PlanRequest, broker: &BrokerChoice) -> String {
     let mut line = format!(
-        "cargo run --release -p chaos -- --scenario {} --events {} --seed {} --rps {} --instances {}",
-        request.scenario, request.events, request.seed, request.rps, request.instances
+        "cargo run --release -p chaos -- --scenario {} --events {} --seed {} --rps {} \
+         --instances {} --partitions {}",
+        request.scenario,
+        request.events,
+        request.seed,
+        request.rps,
+        request.instances,
+        request.partitions
     );
-    if let Some(brokers) = brokers {
-        line.push_str(&format!(" --brokers {brokers}"));
+    match broker {
+        BrokerChoice::Embedded => {}
+        BrokerChoice::Tansu => line.push_str(" --tansu"),
+        BrokerChoice::External(brokers) => {
+            line.push_str(&format!(
+                " --brokers {brokers} (with its topics empty again)"
+            ));
+        }
     }
     line
 }
@@ -118,8 +149,9 @@ mod tests {
             events: 12_345,
             rps: 250.5,
             instances: 5,
+            partitions: 3,
         };
-        let line = replay_command(&request, Some("127.0.0.1:9092"));
+        let line = replay_command(&request, &BrokerChoice::Tansu);
         let words = line
             .split_whitespace()
             .skip_while(|word| *word != "--")
@@ -127,7 +159,7 @@ mod tests {
         let args = Args::try_parse_from(std::iter::once("chaos").chain(words)).expect("parses");
         assert_eq!(args.scenario, Selection::One(Scenario::KillDuringRecovery));
         assert_eq!(args.plan_request(Scenario::KillDuringRecovery), request);
-        assert_eq!(args.brokers.as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(args.broker(), BrokerChoice::Tansu);
     }
 
     #[test]

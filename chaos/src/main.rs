@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let mut code = EXIT_PASS;
     for scenario in args.scenario.scenarios() {
         let request = args.plan_request(scenario);
-        let replay = replay_command(&request, args.brokers.as_deref());
+        let replay = replay_command(&request, &args.broker());
         let plan = match Plan::derive(request) {
             Ok(plan) => plan,
             Err(error) => {
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
                 std::process::id()
             )),
             plan,
-            brokers: args.brokers.clone(),
+            broker: args.broker(),
             node_program: node_program.clone(),
             recovery_timeout: args.recovery_timeout,
             converge_timeout: args.converge_timeout,

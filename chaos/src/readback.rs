@@ -27,6 +27,18 @@ pub enum ReadbackError {
         #[source]
         source: KafkaError,
     },
+    /// The broker no longer holds the head of the log: the history would
+    /// miss what the instances and clients saw, so it cannot be judged.
+    #[error(
+        "{topic} partition {partition} starts at offset {log_start}, not 0: the broker dropped \
+         the head of the log (the embedded mock keeps about 5 MiB per partition; run fewer \
+         events, more --partitions, or --brokers with a real broker)"
+    )]
+    Truncated {
+        topic: String,
+        partition: Partition,
+        log_start: i64,
+    },
     #[error("{topic} partition {partition}: read {read} of {expected} records within {waited:?}")]
     Incomplete {
         topic: String,
@@ -102,9 +114,16 @@ fn read_partition(
         .create()
         .map_err(kafka)?;
     let kafka_partition = i32::try_from(partition).expect("partition ids fit i32");
-    let (_, end) = consumer
+    let (start, end) = consumer
         .fetch_watermarks(topic, kafka_partition, WATERMARK_TIMEOUT)
         .map_err(kafka)?;
+    if start > 0 {
+        return Err(ReadbackError::Truncated {
+            topic: topic.to_owned(),
+            partition,
+            log_start: start,
+        });
+    }
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, kafka_partition, Offset::Beginning)

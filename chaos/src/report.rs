@@ -55,6 +55,13 @@ pub struct RunReport {
     pub failures: Vec<String>,
 }
 
+#[derive(Serialize)]
+struct RunReportJson<'a> {
+    passed: bool,
+    #[serde(flatten)]
+    report: &'a RunReport,
+}
+
 impl RunReport {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
@@ -97,9 +104,13 @@ impl RunReport {
         failures
     }
 
-    /// `report.json` and `report.txt` in `dir`.
+    /// `report.json` (with a top-level `passed`) and `report.txt` in `dir`.
     pub fn write(&self, dir: &Path) -> io::Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        let json = serde_json::to_string_pretty(&RunReportJson {
+            passed: self.passed(),
+            report: self,
+        })
+        .map_err(io::Error::other)?;
         std::fs::write(dir.join("report.json"), json)?;
         std::fs::write(dir.join("report.txt"), self.to_string())
     }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use broker::tansu::TansuBroker;
 use loadtest::client::{HttpClient, TargetError};
 use loadtest::driver::{self, DriveError, DriverConfig};
 use loadtest::schedule::{Schedule, Segment};
@@ -56,11 +57,22 @@ const READBACK_DEADLINE: Duration = Duration::from_secs(60);
 const WAREHOUSES: u32 = 8;
 const SKUS: u32 = 100;
 
+/// Which broker a run uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// librdkafka's mock cluster, in this process.
+    Embedded,
+    /// A fresh tansu process (memory storage) for this run.
+    Tansu,
+    /// Bootstrap servers of a broker whose topics are still empty.
+    External(String),
+}
+
 /// What one run needs besides its plan.
 #[derive(Clone, Debug)]
 pub struct RunSettings {
     pub plan: Plan,
-    pub brokers: Option<String>,
+    pub broker: BrokerChoice,
     /// The run's own directory: history, report, node data and logs.
     pub run_dir: PathBuf,
     pub node_program: NodeProgram,
@@ -87,6 +99,13 @@ pub enum CouldNotStart {
         #[source]
         source: std::io::Error,
     },
+    #[error("tansu: {0}")]
+    Tansu(std::io::Error),
+    #[error(
+        "the input topic already holds records (log ends {0:?}): the history needs an empty \
+         log, so give each run a fresh broker"
+    )]
+    UsedLog(Vec<i64>),
     #[error("the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("the proxies: {0}")]
@@ -108,7 +127,8 @@ pub enum CouldNotStart {
 }
 
 /// Why the plan cannot run in this setting, if it cannot.
-fn unsupported(plan: &Plan, external_broker: bool) -> Option<String> {
+fn unsupported(plan: &Plan, broker: &BrokerChoice) -> Option<String> {
+    let external_broker = *broker != BrokerChoice::Embedded;
     let restarts_broker = plan
         .steps
         .iter()
@@ -131,6 +151,7 @@ fn unsupported(plan: &Plan, external_broker: bool) -> Option<String> {
 /// The cluster, and the proxies when the plan cuts links; ready.
 fn start_cluster(
     settings: &RunSettings,
+    brokers: Option<String>,
     runtime: &Runtime,
 ) -> Result<(LocalCluster, Option<ProxyMesh>), CouldNotStart> {
     let plan = &settings.plan;
@@ -141,7 +162,8 @@ fn start_cluster(
     let mut config =
         ClusterConfig::new(settings.node_program.clone(), settings.run_dir.join("data"));
     config.instances = plan.request.instances;
-    config.brokers = settings.brokers.clone();
+    config.partitions = plan.request.partitions;
+    config.brokers = brokers;
     config.http_port = free_port().map_err(files)?;
     config.peer_port = free_port().map_err(files)?;
     for &liar in &plan.byzantine {
@@ -177,7 +199,7 @@ fn start_cluster(
 
 pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
     let plan = &settings.plan;
-    if let Some(reason) = unsupported(plan, settings.brokers.is_some()) {
+    if let Some(reason) = unsupported(plan, &settings.broker) {
         return Ok(RunOutcome::Skipped(reason));
     }
     let run_dir = &settings.run_dir;
@@ -193,7 +215,17 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
         .build()
         .map_err(CouldNotStart::Runtime)?;
 
-    let (mut cluster, mesh) = start_cluster(settings, &runtime)?;
+    // Held for the run: dropping it stops tansu.
+    let tansu = match settings.broker {
+        BrokerChoice::Tansu => Some(TansuBroker::start().map_err(CouldNotStart::Tansu)?),
+        BrokerChoice::Embedded | BrokerChoice::External(_) => None,
+    };
+    let brokers = match (&settings.broker, &tansu) {
+        (BrokerChoice::External(brokers), _) => Some(brokers.clone()),
+        (_, Some(tansu)) => Some(tansu.profile().bootstrap_servers),
+        (_, None) => None,
+    };
+    let (mut cluster, mesh) = start_cluster(settings, brokers, &runtime)?;
 
     let run_info = RunInfo {
         scenario: plan.request.scenario.to_string(),
@@ -223,6 +255,10 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
     let instances: Vec<u32> = (0..cluster.config().instances).collect();
     let nodes = instances.iter().map(|&i| cluster.http_addr(i)).collect();
     let observer = Observer::new(cluster.broker_profile(), run_info.input_partitions, nodes)?;
+    let ends = observer.input_ends()?;
+    if ends.iter().any(|&end| end > 0) {
+        return Err(CouldNotStart::UsedLog(ends));
+    }
     let client = Arc::new(HttpClient::new(
         &cluster.gateway_urls(),
         settings.connections,
@@ -235,7 +271,10 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
         mix: Mix::default(),
         duplicate_rate: plan.duplicate_rate,
         seed: plan.workload_seed,
-        run_tag: format!("chaos{}", plan.request.seed),
+        run_tag: format!("{}-{}", plan.request.scenario, plan.request.seed)
+            .chars()
+            .take(32)
+            .collect(),
     })?;
     let load_schedule = schedule(plan.request.rps, plan.load)?;
     let load_origin = origin + START_LEAD;

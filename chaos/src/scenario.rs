@@ -105,6 +105,8 @@ pub struct PlanRequest {
     /// Offered rate, requests per second.
     pub rps: f64,
     pub instances: u32,
+    /// Input topic partitions (the faults do not depend on them).
+    pub partitions: u32,
 }
 
 /// One fault, as the injector performs it.
@@ -229,6 +231,8 @@ pub enum PlanError {
     Rate(f64),
     #[error("at least one event is needed")]
     NoEvents,
+    #[error("at least one partition is needed")]
+    NoPartitions,
 }
 
 /// A fault round per this much load, at least one and at most
@@ -247,6 +251,9 @@ impl Plan {
         }
         if request.events == 0 {
             return Err(PlanError::NoEvents);
+        }
+        if request.partitions == 0 {
+            return Err(PlanError::NoPartitions);
         }
         let needed = match request.scenario {
             Scenario::KillTwo => 4,
@@ -373,8 +380,8 @@ impl fmt::Display for Plan {
         let r = &self.request;
         writeln!(
             f,
-            "scenario {}: seed {}, {} events at {} rps over {:?}, {} instances",
-            r.scenario, r.seed, r.events, r.rps, self.load, r.instances
+            "scenario {}: seed {}, {} events at {} rps over {:?}, {} instances, {} partitions",
+            r.scenario, r.seed, r.events, r.rps, self.load, r.instances, r.partitions
         )?;
         writeln!(
             f,
@@ -402,6 +409,7 @@ mod tests {
             events,
             rps: 500.0,
             instances: 4,
+            partitions: 1,
         }
     }
 
@@ -511,5 +519,8 @@ mod tests {
             Plan::derive(request(Scenario::Pause, 1, 0)),
             Err(PlanError::NoEvents)
         );
+        let mut no_partition = request(Scenario::Pause, 1, 100);
+        no_partition.partitions = 0;
+        assert_eq!(Plan::derive(no_partition), Err(PlanError::NoPartitions));
     }
 }
