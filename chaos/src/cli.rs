@@ -65,8 +65,10 @@ pub struct Args {
     /// Instances in the cluster.
     #[arg(long, default_value_t = 4)]
     pub instances: u32,
-    /// Input (and outcome) topic partitions.
-    #[arg(long, default_value_t = 1)]
+    /// Input (and outcome) topic partitions. Four by default: the embedded
+    /// mock broker keeps only about 5 MiB per partition (librdkafka's
+    /// mock log limit), about 15,000 outcomes.
+    #[arg(long, default_value_t = 4)]
     pub partitions: u32,
     /// An external Kafka-protocol broker whose topics are still empty (so
     /// one scenario per broker); default: the embedded mock broker.
