@@ -11,6 +11,7 @@ use chaos::runner::{self, RunOutcome, RunSettings};
 use chaos::scenario::Plan;
 use chaos::{EXIT_COULD_NOT_START, EXIT_FAILED, EXIT_PASS};
 use clap::Parser;
+use nix::sys::signal::Signal;
 use tribunal::cluster::NodeProgram;
 
 /// The hidden subcommand that runs a node (`chaos node --id ...`).
@@ -25,6 +26,13 @@ struct NodeMode {
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(NODE_SUBCOMMAND) {
+        // A node does not outlive its runner: if the runner dies (Ctrl-C,
+        // a crash) its nodes go too, instead of holding ports and cores.
+        // The runner spawns every node from its main thread, which lives
+        // as long as the runner does.
+        if let Err(error) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+            eprintln!("chaos node: cannot tie this node to its runner: {error}");
+        }
         let mode = NodeMode::parse_from(
             std::env::args()
                 .enumerate()
