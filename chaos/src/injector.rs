@@ -23,6 +23,9 @@ use crate::scenario::{FaultAction, FaultStep};
 /// The hidden node flag that makes an instance lie.
 pub const CORRUPT_OUTPUTS_FLAG: &str = "--corrupt-outputs-for-detection-test";
 
+/// How long a SIGSTOPped process may take to show as stopped.
+const STOP_SHOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long a gracefully stopped node gets before SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -259,7 +262,7 @@ impl Injector<'_> {
             FaultAction::Pause { target, paused } => {
                 let fault = step.started(FaultKind::Pause, &[*target], "SIGSTOP".to_owned());
                 self.cluster.pause(*target, true)?;
-                if let Some(state) = self.cluster.pid(*target).and_then(process_state) {
+                if let Some(state) = self.cluster.pid(*target).and_then(stopped_state) {
                     step.evidence(Evidence::ProcessState {
                         instance: *target,
                         state,
@@ -420,6 +423,20 @@ impl Injector<'_> {
                 (peer, count)
             })
             .collect()
+    }
+}
+
+/// The process's state once the kernel shows it stopped (`T`), or the
+/// last state seen within [`STOP_SHOWN_TIMEOUT`]: SIGSTOP is delivered
+/// asynchronously, a process running on another core stops a moment later.
+fn stopped_state(pid: u32) -> Option<String> {
+    let started = Instant::now();
+    loop {
+        let state = process_state(pid)?;
+        if state == "T" || started.elapsed() > STOP_SHOWN_TIMEOUT {
+            return Some(state);
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
