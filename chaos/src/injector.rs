@@ -351,9 +351,20 @@ impl Injector<'_> {
                 std::thread::sleep(*down);
                 self.restart(&targets, step, fault, &before)
             }
-            FaultAction::BrokerRestart { .. } => Err(StepError::Unsupported(
-                "the embedded broker cannot be stopped from here (see the runner)",
-            )),
+            FaultAction::BrokerRestart { down } => {
+                let fault = step.started(
+                    FaultKind::BrokerRestart,
+                    &[],
+                    "embedded broker down (connections closed, log kept)".to_owned(),
+                );
+                self.cluster.set_broker_up(false)?;
+                std::thread::sleep(*down);
+                self.cluster.set_broker_up(true)?;
+                step.healed(fault);
+                // Every instance lost the broker: all must catch up.
+                step.recovering = self.all_instances();
+                Ok(())
+            }
         }
     }
 

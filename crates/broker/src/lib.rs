@@ -143,6 +143,8 @@ impl BrokerProfile {
 pub enum BrokerError {
     #[error("starting the embedded mock cluster: {0}")]
     EmbeddedStart(#[source] rdkafka::error::KafkaError),
+    #[error("taking the embedded broker down or up: {0}")]
+    EmbeddedControl(#[source] rdkafka::error::KafkaError),
     #[error("creating topic {topic}: {source}")]
     CreateTopic {
         topic: String,
@@ -193,7 +195,23 @@ impl EmbeddedBroker {
             kind: BrokerKind::EmbeddedMock,
         }
     }
+
+    /// Takes the mock's one broker down (connections closed, requests
+    /// refused) or brings it back up, keeping its log: a broker restart
+    /// as its clients see it.
+    pub fn set_up(&self, up: bool) -> Result<(), BrokerError> {
+        let result = if up {
+            self.cluster.broker_up(EMBEDDED_BROKER_ID)
+        } else {
+            self.cluster.broker_down(EMBEDDED_BROKER_ID)
+        };
+        result.map_err(BrokerError::EmbeddedControl)
+    }
 }
+
+/// The id of the mock cluster's one broker (`MockCluster::new(1)` numbers
+/// brokers from 1).
+const EMBEDDED_BROKER_ID: i32 = 1;
 
 /// Creates the topics on an external broker; topics that already exist are
 /// fine (every node of a cluster calls this at start).

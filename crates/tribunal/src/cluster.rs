@@ -121,6 +121,8 @@ pub enum ClusterError {
     NotReady { waiting: Vec<u32>, waited: Duration },
     #[error("node {instance} exited: {status}")]
     NodeExited { instance: u32, status: String },
+    #[error("the cluster runs on an external broker, which it cannot take down")]
+    ExternalBroker,
 }
 
 /// A running local cluster; dropping it kills every node.
@@ -322,6 +324,15 @@ impl LocalCluster {
                 .map_err(|source| ClusterError::Spawn { instance, source })?;
         }
         Ok(())
+    }
+
+    /// Takes the embedded broker down or brings it back up, log kept.
+    pub fn set_broker_up(&self, up: bool) -> Result<(), ClusterError> {
+        let broker = self
+            ._embedded_broker
+            .as_ref()
+            .ok_or(ClusterError::ExternalBroker)?;
+        Ok(broker.set_up(up)?)
     }
 
     /// SIGSTOP (`pause = true`) or SIGCONT.
