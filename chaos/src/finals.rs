@@ -10,7 +10,7 @@ use std::path::Path;
 
 use domain::inventory::{read_level, stock_key};
 use domain::{EntityKey, EntityStates};
-use ledger::{Ledger, LedgerConfig, LedgerError, RecordPosition};
+use ledger::{Ledger, LedgerConfig, LedgerError};
 use sha2::{Digest as _, Sha256};
 
 use crate::history::{
@@ -96,30 +96,15 @@ pub fn read_final(
         });
     }
     let mut record_digests = Vec::new();
-    let mut from = RecordPosition {
-        partition: 0,
-        offset: 0,
-    };
-    loop {
-        let page = reader
-            .retained_outputs(from, OUTPUT_PAGE)
-            .map_err(ledger_error)?;
-        let Some(&(last, _)) = page.last() else {
-            break;
-        };
-        record_digests.extend(page.iter().map(|(position, row)| InstanceRecordDigest {
-            partition: position.partition,
-            offset: position.offset,
-            digest: row.record_digest().into(),
-        }));
-        if page.len() < OUTPUT_PAGE {
-            break;
-        }
-        from = RecordPosition {
-            partition: last.partition,
-            offset: last.offset + 1,
-        };
-    }
+    reader
+        .for_each_retained_output(OUTPUT_PAGE, |position, row| {
+            record_digests.push(InstanceRecordDigest {
+                partition: position.partition,
+                offset: position.offset,
+                digest: row.record_digest().into(),
+            });
+        })
+        .map_err(ledger_error)?;
     Ok(InstanceFinal {
         instance,
         state_digest: Some(state_digest(&applied, &stock)),

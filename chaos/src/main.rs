@@ -14,18 +14,9 @@ use clap::Parser;
 use nix::sys::signal::Signal;
 use tribunal::cluster::NodeProgram;
 
-/// The hidden subcommand that runs a node (`chaos node --id ...`).
-const NODE_SUBCOMMAND: &str = "node";
-
-/// `chaos node ...`: this binary as a node of the cluster it starts.
-#[derive(Debug, Parser)]
-struct NodeMode {
-    #[command(flatten)]
-    node: tribunal::node::NodeArgs,
-}
-
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some(NODE_SUBCOMMAND) {
+    // `chaos node ...`: this binary as a node of the cluster it starts.
+    if let Some(node) = tribunal::cluster::node_args_when_started_as_node() {
         // A node does not outlive its runner: if the runner dies (Ctrl-C,
         // a crash) its nodes go too, instead of holding ports and cores.
         // The runner spawns every node from its main thread, which lives
@@ -33,16 +24,10 @@ fn main() -> ExitCode {
         if let Err(error) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
             eprintln!("chaos node: cannot tie this node to its runner: {error}");
         }
-        let mode = NodeMode::parse_from(
-            std::env::args()
-                .enumerate()
-                .filter(|&(i, _)| i != 1)
-                .map(|(_, arg)| arg),
-        );
-        return tribunal::node::run(mode.node);
+        return tribunal::node::run(node);
     }
     let args = Args::parse();
-    let node_program = match NodeProgram::this_executable(NODE_SUBCOMMAND) {
+    let node_program = match NodeProgram::this_executable(tribunal::cluster::NODE_SUBCOMMAND) {
         Ok(program) => program,
         Err(error) => {
             eprintln!("chaos: cannot find this executable: {error}");

@@ -7,10 +7,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tribunal::cluster::{ClusterConfig, ClusterError, LocalCluster, NodeProgram};
-
-/// The hidden subcommand that runs a node (`loadtest node --id ...`).
-pub const NODE_SUBCOMMAND: &str = "node";
+use tribunal::cluster::{ClusterConfig, ClusterError, LocalCluster, NODE_SUBCOMMAND, NodeProgram};
 
 /// What the embedded cluster is asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]

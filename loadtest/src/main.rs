@@ -120,22 +120,10 @@ struct Args {
     quiet: bool,
 }
 
-/// `loadtest node ...`: this binary as a node of the embedded cluster.
-#[derive(Debug, Parser)]
-struct NodeMode {
-    #[command(flatten)]
-    node: tribunal::node::NodeArgs,
-}
-
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some(loadtest::cluster_start::NODE_SUBCOMMAND) {
-        let mode = NodeMode::parse_from(
-            std::env::args()
-                .enumerate()
-                .filter(|&(i, _)| i != 1)
-                .map(|(_, arg)| arg),
-        );
-        return tribunal::node::run(mode.node);
+    // `loadtest node ...`: this binary as a node of the embedded cluster.
+    if let Some(node) = tribunal::cluster::node_args_when_started_as_node() {
+        return tribunal::node::run(node);
     }
     let args = Args::parse();
     // Kept alive for the whole run: the fake's listeners live on it.

@@ -190,6 +190,37 @@ impl LedgerReader {
         Ok(rows)
     }
 
+    /// Every retained output row in (partition, offset) order, read `page`
+    /// rows at a time (a bound on what one read holds) and handed to `each`.
+    pub fn for_each_retained_output(
+        &self,
+        page: usize,
+        mut each: impl FnMut(RecordPosition, StoredOutput),
+    ) -> Result<(), LedgerError> {
+        assert!(page > 0, "a page holds at least one row");
+        let mut from = RecordPosition {
+            partition: 0,
+            offset: 0,
+        };
+        loop {
+            let rows = self.retained_outputs(from, page)?;
+            let full = rows.len() == page;
+            let Some(&(last, _)) = rows.last() else {
+                return Ok(());
+            };
+            for (position, row) in rows {
+                each(position, row);
+            }
+            if !full {
+                return Ok(());
+            }
+            from = RecordPosition {
+                partition: last.partition,
+                offset: last.offset + 1,
+            };
+        }
+    }
+
     /// The first key of `family` at or after `key`.
     fn first_key_from(
         &self,

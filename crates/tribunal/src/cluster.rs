@@ -24,6 +24,28 @@ use crate::probe;
 /// not on the command line, where `ps` would show it.
 pub const CLUSTER_KEY_ENV: &str = "TRIBUNAL_CLUSTER_KEY";
 
+/// The first argument that makes a program which starts a [`LocalCluster`]
+/// of itself (`tribunal`, `loadtest`, `chaos`) run as one of its nodes.
+pub const NODE_SUBCOMMAND: &str = "node";
+
+/// The node's arguments when this process was started as a node
+/// (`<program> node --id ...`); `None` when it was not.
+pub fn node_args_when_started_as_node() -> Option<crate::node::NodeArgs> {
+    #[derive(clap::Parser)]
+    struct NodeMode {
+        #[command(flatten)]
+        node: crate::node::NodeArgs,
+    }
+    if std::env::args().nth(1).as_deref() != Some(NODE_SUBCOMMAND) {
+        return None;
+    }
+    let without_subcommand = std::env::args()
+        .enumerate()
+        .filter(|&(index, _)| index != 1)
+        .map(|(_, arg)| arg);
+    Some(<NodeMode as clap::Parser>::parse_from(without_subcommand).node)
+}
+
 /// How a node process is started: a program and the arguments that select
 /// its node mode (`tribunal node`, `loadtest node`, ...).
 #[derive(Clone, Debug, PartialEq, Eq)]

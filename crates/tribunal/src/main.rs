@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tribunal::cluster::NODE_SUBCOMMAND;
 use tribunal::cluster_command::{ClusterArgs, run_cluster};
 use tribunal::node::{NodeArgs, run};
 
@@ -26,6 +27,6 @@ enum Command {
 fn main() -> ExitCode {
     match Args::parse().command {
         Command::Node(args) => run(args),
-        Command::Cluster(args) => run_cluster(args, "node"),
+        Command::Cluster(args) => run_cluster(args, NODE_SUBCOMMAND),
     }
 }

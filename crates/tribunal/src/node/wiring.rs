@@ -17,7 +17,7 @@ use clerk::{ClerkConfig, OwnOutput};
 use domain::inventory::{Inventory, InventoryLimits};
 use gateway::config::GatewayConfig;
 use gateway::shell::{Gateway, HttpSettings, OUTCOME_BATCHES_QUEUED, OutcomeFeed, ShellConfig};
-use ledger::{LedgerReader, RecordPosition};
+use ledger::LedgerReader;
 use protocol::envelope::RecordDigest;
 use protocol::position::{Offset, Partition, StreamTime};
 use rdkafka::consumer::BaseConsumer;
@@ -387,19 +387,8 @@ fn retained_outputs(
 ) -> Result<(Vec<OwnOutput>, PublicationTracker), String> {
     let mut tracker = PublicationTracker::new(watermarks, MAX_PUBLICATIONS_SEEN_AHEAD);
     let mut outputs = Vec::new();
-    let mut from = RecordPosition {
-        partition: 0,
-        offset: 0,
-    };
-    loop {
-        let page = reader
-            .retained_outputs(from, RETAINED_PAGE)
-            .map_err(|error| format!("reading retained outputs: {error}"))?;
-        let Some(&(last, _)) = page.last() else {
-            break;
-        };
-        let full = page.len() == RETAINED_PAGE;
-        for (position, row) in page {
+    reader
+        .for_each_retained_output(RETAINED_PAGE, |position, row| {
             tracker.retained_row_loaded(position, &row);
             if !row.publication_seen {
                 outputs.push(OwnOutput {
@@ -412,15 +401,8 @@ fn retained_outputs(
                     dead_letter_reason: None,
                 });
             }
-        }
-        if !full {
-            break;
-        }
-        from = RecordPosition {
-            partition: last.partition,
-            offset: last.offset + 1,
-        };
-    }
+        })
+        .map_err(|error| format!("reading retained outputs: {error}"))?;
     Ok((outputs, tracker))
 }
 
