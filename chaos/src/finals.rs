@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use domain::inventory::{read_level, stock_key};
-use domain::{EntityKey, EntityStates};
+use domain::EntityKey;
+use domain::inventory::{decode_level, stock_key};
 use ledger::{Ledger, LedgerConfig, LedgerError};
 use sha2::{Digest as _, Sha256};
 
@@ -34,17 +34,6 @@ pub enum FinalStateError {
         key: String,
         detail: String,
     },
-}
-
-struct OneEntity<'a> {
-    key: &'a EntityKey,
-    state: &'a [u8],
-}
-
-impl EntityStates for OneEntity<'_> {
-    fn state(&self, key: &EntityKey) -> Option<&[u8]> {
-        (key == self.key).then_some(self.state)
-    }
 }
 
 /// Every (warehouse, sku) level the input log's commands name.
@@ -82,13 +71,12 @@ pub fn read_final(
         let Some(state) = state else {
             continue;
         };
-        let quantity = read_level(&OneEntity { key, state: &state }, key).map_err(|corrupt| {
-            FinalStateError::CorruptLevel {
+        let quantity =
+            decode_level(key, Some(&state)).map_err(|corrupt| FinalStateError::CorruptLevel {
                 instance,
                 key: key.as_str().to_owned(),
                 detail: corrupt.detail,
-            }
-        })?;
+            })?;
         stock.push(StockRow {
             warehouse: warehouse.clone(),
             sku: sku.clone(),

@@ -340,7 +340,13 @@ fn shortage_check(level: i64, quantity: i64) -> Option<&'static str> {
 ///
 /// spec: inventory.LevelStateIsDecimal
 pub fn read_level(entities: &dyn EntityStates, key: &EntityKey) -> Result<i64, CorruptState> {
-    let Some(bytes) = entities.state(key) else {
+    decode_level(key, entities.state(key))
+}
+
+/// The level stored as `state` under `key` (`None`: never written, zero),
+/// as [`read_level`] reads it; for readers holding one stored state.
+pub fn decode_level(key: &EntityKey, state: Option<&[u8]>) -> Result<i64, CorruptState> {
+    let Some(bytes) = state else {
         return Ok(0);
     };
     let corrupt = |detail: String| CorruptState {

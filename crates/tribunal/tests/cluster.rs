@@ -29,7 +29,7 @@ use tribunal::probe::{self, Response};
 
 use support::{
     ALL, Command, DEADLINE, Expected, Model, Options, TestCluster, assert_answer,
-    assert_answers_published, others, post_command, receive, ship, transfer,
+    assert_answers_published, command_json, others, post_command, receive, ship, transfer,
 };
 
 /// A mix of receives, shipments and transfers over two skus and three
@@ -327,7 +327,7 @@ fn after_all_four_are_killed_and_restarted_nothing_acknowledged_is_lost() {
                 for n in 1.. {
                     let key = format!("burst-{client}-{n}");
                     let command = receive("w1", "fig", n);
-                    match post_command(addr, &key, &command.json()) {
+                    match post_command(addr, &key, &command_json(&command)) {
                         Ok(answer) if answer.status == 200 => {
                             acknowledged
                                 .lock()
@@ -452,7 +452,7 @@ fn an_instance_corrupting_its_outputs_is_suspected_and_never_published() {
         let key = format!("honest-{i}");
         let expected = model.apply(command);
         let node = ALL[i % ALL.len()];
-        let answer = match test.try_submit(node, &key, &command.json()) {
+        let answer = match test.try_submit(node, &key, &command_json(command)) {
             Ok(answer) if node != CORRUPT || answer.status == 200 || answer.status == 409 => answer,
             Ok(_) | Err(_) => test.submit_until_answered(&honest, &key, command),
         };

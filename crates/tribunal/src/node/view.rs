@@ -1,8 +1,7 @@
 //! What the gateway shows of its instance: status, health, durable stock
 //! levels and the other actors' metrics.
 
-use domain::inventory::{partition_for_sku, read_level, stock_key};
-use domain::{EntityKey, EntityStates};
+use domain::inventory::{decode_level, partition_for_sku, stock_key};
 use gateway::metrics::MetricsRegistry;
 use gateway::node::{HealthSnapshot, StockLevel, SuspectedPeer};
 use gateway::shell::InstanceView;
@@ -41,18 +40,6 @@ fn gateway_status(status: InstanceStatus) -> gateway::node::InstanceStatus {
         InstanceStatus::Recovering => gateway::node::InstanceStatus::Recovering,
         InstanceStatus::Ready => gateway::node::InstanceStatus::Ready,
         InstanceStatus::Halted => gateway::node::InstanceStatus::Halted,
-    }
-}
-
-/// One entity's state as read from the Ledger.
-struct OneEntity<'a> {
-    key: &'a EntityKey,
-    state: Option<&'a [u8]>,
-}
-
-impl EntityStates for OneEntity<'_> {
-    fn state(&self, key: &EntityKey) -> Option<&[u8]> {
-        (key == self.key).then_some(self.state).flatten()
     }
 }
 
@@ -97,11 +84,7 @@ impl InstanceView for NodeView {
                 return None;
             }
         };
-        let entity = OneEntity {
-            key: &key,
-            state: state.as_deref(),
-        };
-        let quantity = match read_level(&entity, &key) {
+        let quantity = match decode_level(&key, state.as_deref()) {
             Ok(quantity) => quantity,
             Err(corrupt) => {
                 tracing::error!(?corrupt, "a stored stock level is corrupt");

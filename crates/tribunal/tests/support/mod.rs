@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use broker::Topics;
 use broker::tansu::TansuBroker;
-use domain::inventory::{read_level, stock_key};
-use domain::{EntityKey, EntityStates};
+use domain::EntityKey;
+use domain::inventory::{decode_level, stock_key};
 use ledger::{Ledger, LedgerConfig};
 use prost::Message as _;
 use protocol::envelope::record_digest;
@@ -180,7 +180,7 @@ impl TestCluster {
 
     /// POSTs one command to `instance` and expects an agreed outcome.
     pub fn submit(&self, instance: u32, key: &str, command: &Command) -> Response {
-        match self.try_submit(instance, key, &command.json()) {
+        match self.try_submit(instance, key, &command_json(command)) {
             Ok(response) if response.status == 200 || response.status == 409 => response,
             Ok(response) => panic!(
                 "{}",
@@ -208,7 +208,7 @@ impl TestCluster {
         let started = Instant::now();
         let mut last;
         for &instance in instances.iter().cycle() {
-            match self.try_submit(instance, key, &command.json()) {
+            match self.try_submit(instance, key, &command_json(command)) {
                 Ok(response) if response.status == 200 || response.status == 409 => {
                     return response;
                 }
@@ -456,13 +456,9 @@ impl TestCluster {
             .iter()
             .zip(keys.iter().zip(states))
             .map(|(stock, (key, state))| {
-                let one = OneEntity {
-                    key,
-                    state: state.as_deref(),
-                };
                 (
                     stock.clone(),
-                    read_level(&one, key).expect("a canonical level"),
+                    decode_level(key, state.as_deref()).expect("a canonical level"),
                 )
             })
             .collect();
@@ -507,17 +503,6 @@ pub struct DurableState {
     pub levels: BTreeMap<(String, String), i64>,
 }
 
-struct OneEntity<'a> {
-    key: &'a EntityKey,
-    state: Option<&'a [u8]>,
-}
-
-impl EntityStates for OneEntity<'_> {
-    fn state(&self, key: &EntityKey) -> Option<&[u8]> {
-        (key == self.key).then_some(self.state).flatten()
-    }
-}
-
 /// POSTs `{"idempotency_key":key,"command":command}`; `Err` when the node
 /// did not answer at all.
 pub fn post_command(addr: SocketAddr, key: &str, command: &str) -> Result<Response, String> {
@@ -553,25 +538,13 @@ fn free_port_on_every_host(taken: &[u16]) -> u16 {
     }
 }
 
-/// An inventory command as a client sends it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    Receive {
-        warehouse: String,
-        sku: String,
-        quantity: i64,
-    },
-    Ship {
-        warehouse: String,
-        sku: String,
-        quantity: i64,
-    },
-    Transfer {
-        from: String,
-        to: String,
-        sku: String,
-        quantity: i64,
-    },
+/// An inventory command as a client sends it (its serde form is the
+/// request's `command` object).
+pub use domain::inventory::InventoryCommand as Command;
+
+/// The request's `command` object.
+pub fn command_json(command: &Command) -> String {
+    serde_json::to_string(command).expect("a command always serialises")
 }
 
 pub fn receive(warehouse: &str, sku: &str, quantity: i64) -> Command {
@@ -596,36 +569,6 @@ pub fn transfer(from: &str, to: &str, sku: &str, quantity: i64) -> Command {
         to: to.into(),
         sku: sku.into(),
         quantity,
-    }
-}
-
-impl Command {
-    /// The request's `command` object (identifiers here need no escaping).
-    pub fn json(&self) -> String {
-        match self {
-            Command::Receive {
-                warehouse,
-                sku,
-                quantity,
-            } => format!(
-                r#"{{"type":"receive","warehouse":"{warehouse}","sku":"{sku}","quantity":{quantity}}}"#
-            ),
-            Command::Ship {
-                warehouse,
-                sku,
-                quantity,
-            } => format!(
-                r#"{{"type":"ship","warehouse":"{warehouse}","sku":"{sku}","quantity":{quantity}}}"#
-            ),
-            Command::Transfer {
-                from,
-                to,
-                sku,
-                quantity,
-            } => format!(
-                r#"{{"type":"transfer","from":"{from}","to":"{to}","sku":"{sku}","quantity":{quantity}}}"#
-            ),
-        }
     }
 }
 
