@@ -49,9 +49,9 @@ impl GatewayFeed {
 
     /// Blocks while the gateway's queue is full (backpressure on the
     /// reader). `false` once the gateway is gone.
-    fn forward(&mut self, batch: &[(Publication, Offset)]) -> bool {
+    fn forward(&mut self, batch: Vec<(Publication, Offset)>) -> bool {
         let fresh: Vec<Publication> = batch
-            .iter()
+            .into_iter()
             .filter(|(publication, outcome_offset)| {
                 let through = self
                     .forwarded_through
@@ -61,7 +61,7 @@ impl GatewayFeed {
                 *through = (*through).max(*outcome_offset);
                 fresh
             })
-            .map(|(publication, _)| publication.clone())
+            .map(|(publication, _)| publication)
             .collect();
         fresh.is_empty() || self.batches.blocking_send(fresh).is_ok()
     }
@@ -103,15 +103,15 @@ impl OutcomeReader {
                     if polled.is_empty() {
                         continue;
                     }
-                    if !gateway.forward(&polled) {
-                        return;
-                    }
                     let batch: Vec<OutcomeRecord> = polled
                         .iter()
                         .filter_map(|(publication, outcome_offset)| {
                             outcome_record(publication, *outcome_offset)
                         })
                         .collect();
+                    if !gateway.forward(polled) {
+                        return;
+                    }
                     let Some(intakes) = deliver(batch.clone()) else {
                         return;
                     };
