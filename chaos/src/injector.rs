@@ -73,12 +73,6 @@ pub enum Evidence {
     ProcessState { instance: InstanceId, state: String },
     /// Proxy connections the cut severed or refused.
     LinksCut { severed: u64, refused: u64 },
-    /// What a former liar showed after its honest restart (`halted`: it
-    /// found its own stored outputs differing from the agreed ones).
-    HonestRestart {
-        instance: InstanceId,
-        status: Option<String>,
-    },
     /// The peers that suspected someone (only the liar lies) for a
     /// divergent copy while it lied, with how many times.
     SuspectedBy {
@@ -112,11 +106,6 @@ impl fmt::Display for Evidence {
             Self::LinksCut { severed, refused } => write!(
                 f,
                 "proxies: {severed} connections severed, {refused} refused while cut"
-            ),
-            Self::HonestRestart { instance, status } => write!(
-                f,
-                "instance {instance} restarted honest: {}",
-                status.as_deref().unwrap_or("no answer")
             ),
             Self::SuspectedBy { instance, peers } => write!(
                 f,
@@ -308,35 +297,16 @@ impl Injector<'_> {
                     instance: *target,
                     peers: self.divergent_suspicions(*target),
                 });
+                // Its store holds the outputs it lied with: restarted on it,
+                // it halts on self-divergence once it meets an agreed
+                // publication of one of them, which may come after it has
+                // reported ready. An operator wipes a former liar and lets
+                // it rebuild from the log.
                 let before = self.pids(&targets);
                 self.cluster.kill(*target)?;
                 self.cluster.set_extra_args(*target, Vec::new())?;
-                self.restart(&targets, step, fault, &before)?;
-                // Its store still holds the outputs it lied with: an honest
-                // restart should find them differing from the agreed ones
-                // and halt; an operator wipe is the way back.
-                let halted = self
-                    .observer
-                    .wait_until(&targets, self.recovery_timeout, |p| {
-                        p.status == "halted" || p.is_ready()
-                    });
-                let status = self.observer.progress(*target).map(|p| p.status);
-                step.evidence(Evidence::HonestRestart {
-                    instance: *target,
-                    status: status.clone(),
-                });
-                if halted.is_ok() && status.as_deref() == Some("halted") {
-                    let wipe = step.started(
-                        FaultKind::DiskLoss,
-                        &targets,
-                        "operator wipe of the halted former liar".to_owned(),
-                    );
-                    let before = self.pids(&targets);
-                    self.cluster.kill(*target)?;
-                    self.cluster.wipe(*target)?;
-                    self.restart(&targets, step, wipe, &before)?;
-                }
-                Ok(())
+                self.cluster.wipe(*target)?;
+                self.restart(&targets, step, fault, &before)
             }
             FaultAction::DiskLoss { target, down } => {
                 let targets = [*target];
