@@ -15,8 +15,8 @@ use std::sync::Arc;
 use domain::EntityKey;
 use protocol::position::{Offset, Partition, StreamTime};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode,
+    Options, WriteBatch, WriteOptions,
 };
 
 use crate::codec::{
