@@ -526,11 +526,12 @@ impl Ledger {
 }
 
 /// Point lookups of the Warden's entries are mostly for keys that do not
-/// exist (every new idempotency key), and without a filter each such miss
-/// reads a block of every overlapping table: the lookups slowed down with
-/// every flush until a 10,000/s load collapsed after about 25 s. Bloom
-/// filters (in tables and memtables) answer most misses from memory. The
-/// other families are read by range or rarely.
+/// exist (every new idempotency key). Without a filter each such miss
+/// searches the memtable's skiplist and reads a block of every overlapping
+/// table; bloom filters (in tables and memtables) answer most misses from
+/// memory. In three interleaved pairs of 30-s runs at 10,000/s the filters
+/// raised the achieved rate from 91-98% to 96-100%. The other families are
+/// read by range or rarely.
 fn family_options(family: Family, block_cache: &Cache) -> Options {
     let mut options = Options::default();
     let mut tables = BlockBasedOptions::default();
