@@ -691,6 +691,27 @@ mod tests {
     use super::*;
     use crate::commit::tests::record;
 
+    #[test]
+    fn every_family_shares_one_block_cache_of_the_configured_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LedgerConfig {
+            block_cache_bytes: 3 << 20,
+            ..LedgerConfig::new(1)
+        };
+        let ledger = Ledger::open(dir.path(), config).unwrap();
+        for family in Family::ALL {
+            let capacity = ledger
+                .reader
+                .db
+                .property_int_value_cf(
+                    ledger.reader.family(family),
+                    "rocksdb.block-cache-capacity",
+                )
+                .unwrap();
+            assert_eq!(capacity, Some(3 << 20), "{}", family.name());
+        }
+    }
+
     fn commit_at(offset: Offset) -> GroupCommit {
         let mut commit = GroupCommit::new(4);
         commit.push(record(0, offset, &[("e", "state")]));
