@@ -703,10 +703,7 @@ mod tests {
             let capacity = ledger
                 .reader
                 .db
-                .property_int_value_cf(
-                    ledger.reader.family(family),
-                    "rocksdb.block-cache-capacity",
-                )
+                .property_int_value_cf(ledger.reader.family(family), "rocksdb.block-cache-capacity")
                 .unwrap();
             assert_eq!(capacity, Some(3 << 20), "{}", family.name());
         }
