@@ -14,8 +14,7 @@ use clap::Parser;
 use nix::sys::signal::Signal;
 use tribunal::cluster::NodeProgram;
 
-// glibc's allocator took a fifth of all CPU at 10,000/s, and more as the
-// run went on (free-list consolidation as the heap fragmented).
+// Why mimalloc: ARCHITECTURE.md, "Dependencies beyond the preferred set".
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
