@@ -123,7 +123,11 @@ impl Measurements {
             dropped: 0,
             errors: BTreeMap::new(),
             ok_span: None,
-            answered: Vec::new(),
+            // Sized for the whole schedule up front: doubling a vector of
+            // hundreds of thousands of answers stalls the recorder mid-run.
+            answered: Vec::with_capacity(
+                usize::try_from(plan.schedule.total_requests()).expect("a 64-bit usize"),
+            ),
             unanswered: Vec::new(),
             history: None,
         }

@@ -20,35 +20,24 @@ pub enum CommandLookup {
     },
 }
 
-#[derive(Debug, Default)]
-struct PartitionKeys {
-    by_key: HashMap<String, AgreedOutcome>,
-    /// (record_timestamp, insertion sequence) -> key: expiry and eviction
-    /// order; the sequence breaks ties of equal timestamps.
-    by_age: BTreeMap<(i64, u64), String>,
-}
-
-impl PartitionKeys {
-    fn remove_oldest(&mut self) {
-        let (_, key) = self.by_age.pop_first().expect("a partition with entries");
-        let removed = self.by_key.remove(&key);
-        assert!(removed.is_some(), "every age entry names a held key");
-    }
-
-    fn oldest(&self) -> Option<(i64, u64)> {
-        self.by_age.first_key_value().map(|(age, _)| *age)
-    }
-}
-
 /// Bounded by `max_entries` across partitions: when full, the entry with
 /// the oldest record timestamp goes first.
+///
+/// The map of owners is allocated when the index is made, at twice its
+/// bound: a map growing with the traffic rehashed every entry at each
+/// doubling, on the gateway's thread of every instance at the same
+/// publication, stalling all of them at once (latency spikes at ~57k and
+/// ~115k keys). Twice, because a hash map whose removed slots run out
+/// rehashes in place only when at most half full, and grows otherwise.
 #[derive(Debug)]
 pub struct KeyIndex {
     max_entries: usize,
     ttl_ms: i64,
-    entries: usize,
     next_sequence: u64,
-    partitions: BTreeMap<Partition, PartitionKeys>,
+    owners: HashMap<(Partition, String), AgreedOutcome>,
+    /// Per partition, (record_timestamp, insertion sequence) -> key: expiry
+    /// and eviction order; the sequence breaks ties of equal timestamps.
+    ages: BTreeMap<Partition, BTreeMap<(i64, u64), String>>,
 }
 
 impl KeyIndex {
@@ -57,18 +46,23 @@ impl KeyIndex {
         Self {
             max_entries,
             ttl_ms,
-            entries: 0,
             next_sequence: 0,
-            partitions: BTreeMap::new(),
+            owners: HashMap::with_capacity(max_entries.saturating_mul(2)),
+            ages: BTreeMap::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries
+        self.owners.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries == 0
+        self.owners.is_empty()
+    }
+
+    /// Entries the index holds without allocating.
+    pub fn capacity(&self) -> usize {
+        self.owners.capacity()
     }
 
     /// Expires the partition's entries whose TTL has passed at the
@@ -83,81 +77,88 @@ impl KeyIndex {
         record_timestamp: i64,
         first_answers: Vec<FirstAnswer>,
     ) {
-        let ttl_ms = self.ttl_ms;
-        let keys = self.partitions.entry(partition).or_default();
-        let mut expired = 0;
-        while keys
-            .oldest()
-            .is_some_and(|(stamp, _)| stamp.saturating_add(ttl_ms) <= record_timestamp)
+        while self
+            .oldest_of(partition)
+            .is_some_and(|(stamp, _)| stamp.saturating_add(self.ttl_ms) <= record_timestamp)
         {
-            keys.remove_oldest();
-            expired += 1;
+            self.remove_oldest_of(partition);
         }
-        self.entries -= expired;
         for answer in first_answers {
-            if self.partition_holds(partition, &answer.key) {
+            let owner = (partition, answer.key);
+            if self.owners.contains_key(&owner) {
                 continue;
             }
-            if self.entries >= self.max_entries {
+            if self.owners.len() >= self.max_entries {
                 self.evict_oldest();
             }
             let sequence = self.next_sequence;
             self.next_sequence += 1;
-            let keys = self.partitions.entry(partition).or_default();
-            keys.by_age
-                .insert((record_timestamp, sequence), answer.key.clone());
-            keys.by_key.insert(answer.key, answer.outcome);
-            self.entries += 1;
+            self.ages
+                .entry(partition)
+                .or_default()
+                .insert((record_timestamp, sequence), owner.1.clone());
+            self.owners.insert(owner, answer.outcome);
         }
-        self.partitions.retain(|_, keys| !keys.by_key.is_empty());
         debug_assert_eq!(
-            self.entries,
-            self.partitions
-                .values()
-                .map(|k| k.by_key.len())
-                .sum::<usize>()
+            self.owners.len(),
+            self.ages.values().map(BTreeMap::len).sum::<usize>()
         );
+        debug_assert!(self.owners.capacity() >= self.max_entries);
     }
 
     /// The owner of `key`, in `partition` when a sku named one.
     ///
     /// spec: gateway.CommandLookupReturnsAgreedOutcome, gateway.CommandLookupUnknownKey, gateway.CommandLookupAmbiguousKey
     pub fn lookup(&self, key: &str, partition: Option<Partition>) -> CommandLookup {
-        let mut found = self
-            .partitions
-            .iter()
-            .filter(|(p, _)| partition.is_none_or(|wanted| **p == wanted))
-            .filter_map(|(p, keys)| keys.by_key.get(key).map(|entry| (*p, entry)));
-        match (found.next(), found.next()) {
-            (None, _) => CommandLookup::Unknown,
-            (Some((_, entry)), None) => CommandLookup::Found(entry.clone()),
-            (Some((first, _)), Some((second, _))) => {
-                let mut partitions = vec![first, second];
-                partitions.extend(found.map(|(p, _)| p));
-                CommandLookup::Ambiguous { partitions }
+        let mut probe = (0, key.to_owned());
+        let mut found = Vec::new();
+        for &held in self.ages.keys() {
+            if partition.is_some_and(|wanted| wanted != held) {
+                continue;
             }
+            probe.0 = held;
+            if let Some(entry) = self.owners.get(&probe) {
+                found.push((held, entry));
+            }
+        }
+        match found.as_slice() {
+            [] => CommandLookup::Unknown,
+            [(_, entry)] => CommandLookup::Found((*entry).clone()),
+            several => CommandLookup::Ambiguous {
+                partitions: several.iter().map(|(p, _)| *p).collect(),
+            },
         }
     }
 
-    fn partition_holds(&self, partition: Partition, key: &str) -> bool {
-        self.partitions
+    fn oldest_of(&self, partition: Partition) -> Option<(i64, u64)> {
+        self.ages
             .get(&partition)
-            .is_some_and(|keys| keys.by_key.contains_key(key))
+            .and_then(|ages| ages.first_key_value())
+            .map(|(age, _)| *age)
+    }
+
+    fn remove_oldest_of(&mut self, partition: Partition) {
+        let ages = self
+            .ages
+            .get_mut(&partition)
+            .expect("a partition with entries");
+        let (_, key) = ages.pop_first().expect("a partition with entries");
+        if ages.is_empty() {
+            self.ages.remove(&partition);
+        }
+        let removed = self.owners.remove(&(partition, key));
+        assert!(removed.is_some(), "every age entry names a held key");
     }
 
     fn evict_oldest(&mut self) {
         let oldest = self
-            .partitions
-            .iter()
-            .filter_map(|(p, keys)| keys.oldest().map(|age| (age, *p)))
+            .ages
+            .keys()
+            .filter_map(|&p| self.oldest_of(p).map(|age| (age, p)))
             .min()
             .map(|(_, p)| p)
             .expect("a full index holds entries");
-        self.partitions
-            .get_mut(&oldest)
-            .expect("found above")
-            .remove_oldest();
-        self.entries -= 1;
+        self.remove_oldest_of(oldest);
     }
 }
 

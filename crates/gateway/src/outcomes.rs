@@ -5,7 +5,7 @@
 //! acknowledgement arriving after the outcome still finds it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use protocol::envelope::{EnvelopeVerdict, record_digest};
@@ -184,12 +184,15 @@ pub enum Observation {
 }
 
 /// Observed outcomes by (partition, offset), bounded by the outputs they
-/// hold; each record costs at least one.
+/// hold; each record costs at least one. Ordered, not hashed: positions
+/// arrive in offset order and leave roughly so, and an ordered map never
+/// rehashes (a hash map growing with the traffic stalled every instance at
+/// once at each doubling, see [`crate::key_index::KeyIndex`]).
 #[derive(Debug)]
 pub struct ObservedOutcomes {
     max_outputs: usize,
     held_outputs: usize,
-    by_position: HashMap<(Partition, Offset), ObservedOutcome>,
+    by_position: BTreeMap<(Partition, Offset), ObservedOutcome>,
     /// (forget_at, partition, offset): forgetting and eviction order.
     by_age: BTreeSet<(Millis, Partition, Offset)>,
 }
@@ -200,7 +203,7 @@ impl ObservedOutcomes {
         Self {
             max_outputs,
             held_outputs: 0,
-            by_position: HashMap::new(),
+            by_position: BTreeMap::new(),
             by_age: BTreeSet::new(),
         }
     }

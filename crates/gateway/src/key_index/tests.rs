@@ -89,3 +89,21 @@ fn a_full_index_forgets_the_oldest_entry_across_partitions() {
         assert_eq!(found(&index, key, None).as_deref(), Some(key));
     }
 }
+
+/// The owners' map is allocated at its bound: filling the index across
+/// partitions, evicting and expiring through many more keys never
+/// grows it (a rehash of a grown map stalled every instance at once).
+#[test]
+fn the_index_never_grows_past_its_first_allocation() {
+    let bound = 1_000;
+    let mut index = KeyIndex::new(bound, TTL);
+    let allocated = index.capacity();
+    assert!(allocated >= bound);
+    for n in 0..10 * bound {
+        let stamp = i64::try_from(n).expect("small") / 4;
+        let partition = u32::try_from(n % 3).expect("small");
+        index.record(partition, stamp, vec![answer(0, &format!("key-{n}"), "x")]);
+        assert!(index.capacity() <= allocated, "grew at key {n}");
+    }
+    assert!(index.len() <= bound);
+}
