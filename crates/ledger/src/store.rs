@@ -16,7 +16,7 @@ use domain::EntityKey;
 use protocol::position::{Offset, Partition, StreamTime};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode,
-    MemtableFactory, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
+    Options, WriteBatch, WriteOptions,
 };
 
 use crate::codec::{
@@ -234,14 +234,10 @@ impl LedgerReader {
         family: Family,
         key: &[u8],
     ) -> Result<Option<Box<[u8]>>, rocksdb::Error> {
-        // The hashed families have no order in their memtables unless asked.
-        let mut whole_order = ReadOptions::default();
-        whole_order.set_total_order_seek(true);
         match self
             .db
-            .iterator_cf_opt(
+            .iterator_cf(
                 self.family(family),
-                whole_order,
                 IteratorMode::From(key, Direction::Forward),
             )
             .next()
@@ -304,8 +300,6 @@ impl Ledger {
         if config.collect_statistics {
             options.enable_statistics();
         }
-        // The hashed memtables take one writer at a time; the Ledger is one.
-        options.set_allow_concurrent_memtable_write(false);
         let block_cache = Cache::new_lru_cache(config.block_cache_bytes);
         let families = Family::ALL.map(|family| {
             ColumnFamilyDescriptor::new(family.name(), family_options(family, &block_cache))
@@ -531,9 +525,6 @@ impl Ledger {
     }
 }
 
-/// Buckets of a hashed memtable: about one per row a 64 MiB memtable holds.
-const HASHED_MEMTABLE_BUCKETS: usize = 1 << 18;
-
 /// Point lookups of the Warden's entries are mostly for keys that do not
 /// exist (every new idempotency key). Without a filter each such miss
 /// searches the memtable's skiplist and reads a block of every overlapping
@@ -541,15 +532,6 @@ const HASHED_MEMTABLE_BUCKETS: usize = 1 << 18;
 /// memory. In three interleaved pairs of 30-s runs at 10,000/s the filters
 /// raised the achieved rate from 91-98% to 96-100%. The other families are
 /// read by range or rarely.
-///
-/// The same two families are written at random keys, and inserting into a
-/// skiplist memtable of ~200k rows was the largest single cost of the
-/// machine at 10,000 commands/s (7.5% of all CPU in the skiplist search).
-/// Their memtables are hash tables keyed by the whole key instead: an insert
-/// no longer searches, and the sort moves to the background flush. Nothing
-/// scans these families except the open-time checks, which ask for total
-/// order. Two interleaved pairs of 30-s runs at 10,000/s: cluster CPU
-/// 52.1/50.4 s against 56.8/52.4 s with skiplists.
 fn family_options(family: Family, block_cache: &Cache) -> Options {
     let mut options = Options::default();
     let mut tables = BlockBasedOptions::default();
@@ -560,10 +542,6 @@ fn family_options(family: Family, block_cache: &Cache) -> Options {
         tables.set_bloom_filter(10.0, false);
         options.set_memtable_whole_key_filtering(true);
         options.set_memtable_prefix_bloom_ratio(0.02);
-        options.set_prefix_extractor(SliceTransform::create_noop());
-        options.set_memtable_factory(MemtableFactory::HashLinkList {
-            bucket_count: HASHED_MEMTABLE_BUCKETS,
-        });
     }
     options.set_block_based_table_factory(&tables);
     options
@@ -729,80 +707,6 @@ mod tests {
                 .unwrap();
             assert_eq!(capacity, Some(3 << 20), "{}", family.name());
         }
-    }
-
-    /// The hashed memtables answer point reads wherever the row lives:
-    /// in the memtable, in the memtable rebuilt from the WAL at reopen, and
-    /// in a table after a flush; a later version wins and a purge removes.
-    #[test]
-    fn hashed_families_read_back_from_memtable_wal_and_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys: Vec<String> = (0..300).map(|n| format!("key-{n}")).collect();
-        let mut ledger = Ledger::open(dir.path(), LedgerConfig::new(1)).unwrap();
-        for (offset, key) in (0..).zip(&keys) {
-            let mut commit = GroupCommit::new(4);
-            let state = format!("state-{offset}");
-            commit.push(record(
-                0,
-                offset,
-                &[(key.as_str(), state.as_str()), ("shared", state.as_str())],
-            ));
-            commit.push_warden_change(WardenChange::Put {
-                partition: 0,
-                key: key.clone(),
-                first_seen: StreamTime(offset),
-                entry: key.as_bytes().to_vec(),
-            });
-            commit.set_outcome_resume_offset(0, 0);
-            if offset == 299 {
-                commit.push_warden_change(WardenChange::Purge {
-                    partition: 0,
-                    key: keys[0].clone(),
-                    first_seen: StreamTime(0),
-                });
-            }
-            ledger.write(commit).unwrap();
-        }
-        let check = |reader: &LedgerReader, stage: &str| {
-            let entries = reader.warden_entries(0, &keys).unwrap();
-            assert_eq!(entries[0], None, "{stage}: the purged entry is gone");
-            for (key, entry) in keys.iter().zip(&entries).skip(1) {
-                assert_eq!(entry.as_deref(), Some(key.as_bytes()), "{stage}: {key}");
-            }
-            assert_eq!(reader.warden_entries(1, &keys[..1]).unwrap(), vec![None]);
-            let states = reader
-                .entities(&[
-                    EntityKey::new("shared".to_owned()),
-                    EntityKey::new("key-7".to_owned()),
-                ])
-                .unwrap();
-            assert_eq!(
-                states[0].as_deref(),
-                Some(&b"state-299"[..]),
-                "{stage}: the last version"
-            );
-            assert_eq!(states[1].as_deref(), Some(&b"state-7"[..]), "{stage}");
-            assert!(
-                reader.has_partition_rows(Family::WardenEntries, 0).unwrap(),
-                "{stage}"
-            );
-            assert!(
-                !reader.has_partition_rows(Family::WardenEntries, 1).unwrap(),
-                "{stage}"
-            );
-        };
-        check(&ledger.reader(), "memtable");
-        drop(ledger);
-        let ledger = Ledger::open(dir.path(), LedgerConfig::new(1)).unwrap();
-        check(&ledger.reader(), "replayed from the WAL");
-        for family in [Family::WardenEntries, Family::Entities] {
-            ledger
-                .reader
-                .db
-                .flush_cf(ledger.reader.family(family))
-                .unwrap();
-        }
-        check(&ledger.reader(), "flushed to a table");
     }
 
     fn commit_at(offset: Offset) -> GroupCommit {
