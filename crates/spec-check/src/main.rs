@@ -69,13 +69,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// The current directory when it is a spec-driven workspace (so an installed
-/// binary checks the checkout it runs in), else the workspace this crate was
-/// compiled in (so `cargo run -p spec-check` works from any subdirectory).
+/// The nearest directory, from the current one upwards, that holds a
+/// `spec/` directory: so `cargo run -p spec-check` works from anywhere in a
+/// checkout. Not the directory the binary was compiled in: a build shared
+/// between checkouts (one target directory for several clones, as CI does)
+/// would check a checkout that may be gone.
 fn default_root() -> PathBuf {
-    if Path::new("spec").is_dir() {
-        PathBuf::from(".")
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    }
+    let start = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    start
+        .ancestors()
+        .find(|dir| dir.join("spec").is_dir())
+        .map_or(start.clone(), Path::to_path_buf)
 }

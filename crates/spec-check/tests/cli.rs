@@ -222,8 +222,8 @@ fn unreadable_rust_file_exits_two() {
 #[test]
 fn default_root_is_the_workspace() {
     // Run from this crate's directory, which has no spec/, so the binary
-    // falls back to the workspace it was built in. The real spec may or may
-    // not pass right now; it must be found and checked either way.
+    // looks upwards and finds the workspace's. The real spec may or may not
+    // pass right now; it must be found and checked either way.
     let output = Command::new(env!("CARGO_BIN_EXE_spec-check"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
