@@ -61,7 +61,8 @@ impl KeyIndex {
     }
 
     /// Entries the index holds without allocating.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.owners.capacity()
     }
 
@@ -152,8 +153,8 @@ impl KeyIndex {
     fn evict_oldest(&mut self) {
         let oldest = self
             .ages
-            .keys()
-            .filter_map(|&p| self.oldest_of(p).map(|age| (age, p)))
+            .iter()
+            .filter_map(|(&p, ages)| ages.first_key_value().map(|(&age, _)| (age, p)))
             .min()
             .map(|(_, p)| p)
             .expect("a full index holds entries");

@@ -716,13 +716,18 @@ mod tests {
         };
         let ledger = Ledger::open(dir.path(), config).unwrap();
         for family in Family::ALL {
-            let capacity = ledger
-                .reader
-                .db
-                .property_int_value_cf(ledger.reader.family(family), "rocksdb.block-cache-capacity")
-                .unwrap();
-            assert_eq!(capacity, Some(3 << 20), "{}", family.name());
+            let capacity = family_property(&ledger, family, "rocksdb.block-cache-capacity");
+            assert_eq!(capacity, 3 << 20, "{}", family.name());
         }
+    }
+
+    fn family_property(ledger: &Ledger, family: Family, name: &str) -> u64 {
+        let reader = &ledger.reader;
+        reader
+            .db
+            .property_int_value_cf(reader.family(family), name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} of {}", family.name()))
     }
 
     /// Writing ten times a family's memtable size leaves at most two
@@ -745,24 +750,13 @@ mod tests {
             commit.set_outcome_resume_offset(0, 0);
             ledger.write(commit).unwrap();
         }
-        let entities = ledger.reader.family(Family::Entities);
-        let in_memory = ledger
-            .reader
-            .db
-            .property_int_value_cf(entities, "rocksdb.size-all-mem-tables")
-            .unwrap()
-            .unwrap();
+        let in_memory = family_property(&ledger, Family::Entities, "rocksdb.size-all-mem-tables");
         let slack = 1 << 20;
         assert!(
             in_memory <= 2 * memtable_bytes as u64 + slack,
             "{in_memory} bytes in memtables"
         );
-        let tables = ledger
-            .reader
-            .db
-            .property_int_value_cf(entities, "rocksdb.estimate-live-data-size")
-            .unwrap()
-            .unwrap();
+        let tables = family_property(&ledger, Family::Entities, "rocksdb.estimate-live-data-size");
         assert!(tables > 0, "flushed to tables");
     }
 

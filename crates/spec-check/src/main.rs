@@ -76,8 +76,9 @@ fn main() -> ExitCode {
 /// would check a checkout that may be gone.
 fn default_root() -> PathBuf {
     let start = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    start
+    let found = start
         .ancestors()
         .find(|dir| dir.join("spec").is_dir())
-        .map_or(start.clone(), Path::to_path_buf)
+        .map(Path::to_path_buf);
+    found.unwrap_or(start)
 }
