@@ -7,7 +7,7 @@
 //! evaluation; it is never iterated into a decision. Eviction order and the
 //! dirty entries of a partition come from ordered indexes instead.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use domain::EntityKey;
 use protocol::position::{Offset, Partition};
@@ -54,7 +54,10 @@ struct CachedEntity {
     slot: Slot,
     dirty: bool,
     last_written: Option<WrittenAt>,
+    /// While dirty: the entry's key in its partition's dirty index.
+    dirty_stamp: u64,
     pin_count: u32,
+    /// The use stamp of the last pre-warm that pinned the entry.
     last_used: u64,
 }
 
@@ -64,62 +67,49 @@ impl CachedEntity {
     }
 }
 
-/// Keys ordered by a position (a use tick, a written offset), then by key.
+/// Entity keys under unique positions. Positions are integers (stamps), so
+/// an index update compares integers only, never the keys.
 #[derive(Debug)]
 struct KeyIndex<O> {
-    by_position: BTreeMap<O, BTreeSet<EntityKey>>,
-    len: usize,
+    by_position: BTreeMap<O, EntityKey>,
 }
 
 impl<O> Default for KeyIndex<O> {
     fn default() -> Self {
         Self {
             by_position: BTreeMap::new(),
-            len: 0,
         }
     }
 }
 
-impl<O: Ord + Copy> KeyIndex<O> {
+impl<O: Ord + Copy + std::fmt::Debug> KeyIndex<O> {
+    fn len(&self) -> usize {
+        self.by_position.len()
+    }
+
     fn insert(&mut self, position: O, key: EntityKey) {
-        let inserted = self.by_position.entry(position).or_default().insert(key);
-        assert!(inserted, "a key is indexed at most once");
-        self.len += 1;
+        let previous = self.by_position.insert(position, key);
+        assert!(
+            previous.is_none(),
+            "a position indexes one key: {position:?}"
+        );
     }
 
     fn remove(&mut self, position: O, key: &EntityKey) {
-        let keys = self
-            .by_position
-            .get_mut(&position)
-            .expect("an indexed entry is found at its position");
+        let removed = self.by_position.remove(&position);
         assert!(
-            keys.remove(key),
+            removed.as_ref() == Some(key),
             "an indexed entry is found at its position"
         );
-        if keys.is_empty() {
-            self.by_position.remove(&position);
-        }
-        self.len -= 1;
     }
 
     fn contains(&self, position: O, key: &EntityKey) -> bool {
-        self.by_position
-            .get(&position)
-            .is_some_and(|keys| keys.contains(key))
+        self.by_position.get(&position) == Some(key)
     }
 
-    /// The key at the smallest position, ties broken by key.
+    /// The key at the smallest position.
     fn pop_first(&mut self) -> Option<EntityKey> {
-        let mut first = self.by_position.first_entry()?;
-        let key = first
-            .get_mut()
-            .pop_first()
-            .expect("no position keeps an empty key set");
-        if first.get().is_empty() {
-            first.remove();
-        }
-        self.len -= 1;
-        Some(key)
+        self.by_position.pop_first().map(|(_, key)| key)
     }
 
     /// Removes and returns every key at a position up to `last`.
@@ -129,9 +119,8 @@ impl<O: Ord + Copy> KeyIndex<O> {
             if *first.key() > last {
                 break;
             }
-            taken.extend(first.remove());
+            taken.push(first.remove());
         }
-        self.len -= taken.len();
         taken
     }
 }
@@ -140,13 +129,17 @@ impl<O: Ord + Copy> KeyIndex<O> {
 #[derive(Debug)]
 pub(crate) struct EntityCache {
     capacity: usize,
-    /// Logical clock for least-recently-used order: one tick per pre-warm.
+    /// Logical clock for least-recently-used order: a pre-warm stamps its
+    /// keys in key order, so ordering by stamp is ordering by pre-warm with
+    /// ties broken by key, the spec's `last_used` order.
     access_clock: u64,
+    /// One stamp per write, to tell apart the writes at one offset.
+    write_clock: u64,
     entries: HashMap<EntityKey, CachedEntity>,
-    /// Clean, unpinned entries by last use: the eviction order.
+    /// Clean, unpinned entries by use stamp: the eviction order.
     evictable: KeyIndex<u64>,
     /// Dirty entries of each writing partition, by last written offset.
-    dirty: BTreeMap<Partition, KeyIndex<Offset>>,
+    dirty: BTreeMap<Partition, KeyIndex<(Offset, u64)>>,
     evictions: u64,
 }
 
@@ -156,6 +149,7 @@ impl EntityCache {
         Self {
             capacity,
             access_clock: 0,
+            write_clock: 0,
             entries: HashMap::new(),
             evictable: KeyIndex::default(),
             dirty: BTreeMap::new(),
@@ -172,11 +166,11 @@ impl EntityCache {
     }
 
     pub(crate) fn evictable_len(&self) -> usize {
-        self.evictable.len
+        self.evictable.len()
     }
 
     pub(crate) fn dirty_len(&self) -> usize {
-        self.dirty.values().map(|index| index.len).sum()
+        self.dirty.values().map(KeyIndex::len).sum()
     }
 
     pub(crate) fn evictions(&self) -> u64 {
@@ -185,7 +179,7 @@ impl EntityCache {
 
     /// Entries no pre-warm may evict: dirty or pinned.
     pub(crate) fn unevictable_len(&self) -> usize {
-        self.entries.len() - self.evictable.len
+        self.entries.len() - self.evictable.len()
     }
 
     pub(crate) fn is_unevictable(&self, key: &EntityKey) -> bool {
@@ -221,30 +215,35 @@ impl EntityCache {
             keys.len() + unevictable_outside <= self.capacity,
             "the admitted batch fits beside the unevictable entries"
         );
-        self.access_clock += 1;
-        let tick = self.access_clock;
         let mut missing = Vec::new();
+        let mut missing_stamps = Vec::new();
         for key in keys {
+            self.access_clock += 1;
+            let stamp = self.access_clock;
             match self.entries.get_mut(key) {
                 Some(entry) => {
                     if entry.evictable() {
                         self.evictable.remove(entry.last_used, key);
                     }
                     entry.pin_count += 1;
-                    entry.last_used = tick;
+                    entry.last_used = stamp;
                 }
-                None => missing.push(key.clone()),
+                None => {
+                    missing.push(key.clone());
+                    missing_stamps.push(stamp);
+                }
             }
         }
         let free_slots = self.capacity - self.entries.len();
         self.evict_least_recently_used(missing.len().saturating_sub(free_slots));
-        for key in &missing {
+        for (key, stamp) in missing.iter().zip(missing_stamps) {
             let entry = CachedEntity {
                 slot: Slot::Loading,
                 dirty: false,
                 last_written: None,
+                dirty_stamp: 0,
                 pin_count: 1,
-                last_used: tick,
+                last_used: stamp,
             };
             assert!(self.entries.insert(key.clone(), entry).is_none());
         }
@@ -315,15 +314,17 @@ impl EntityCache {
             self.dirty
                 .get_mut(&previous.partition)
                 .expect("a dirty entry is indexed under its partition")
-                .remove(previous.offset, key);
+                .remove((previous.offset, entry.dirty_stamp), key);
         }
+        self.write_clock += 1;
         entry.slot = Slot::Loaded(Some(state.to_vec()));
         entry.dirty = true;
         entry.last_written = Some(at);
+        entry.dirty_stamp = self.write_clock;
         self.dirty
             .entry(at.partition)
             .or_default()
-            .insert(at.offset, key.clone());
+            .insert((at.offset, self.write_clock), key.clone());
     }
 
     /// spec: registrar.PinCountNonNegative
@@ -348,7 +349,7 @@ impl EntityCache {
         let Some(index) = self.dirty.get_mut(&partition) else {
             return 0;
         };
-        let cleaned = index.take_through(through_offset);
+        let cleaned = index.take_through((through_offset, u64::MAX));
         for key in &cleaned {
             let entry = self
                 .entries
@@ -388,7 +389,9 @@ impl EntityCache {
                         "a dirty entry is not yet durable"
                     );
                     let index = self.dirty.get(&written.partition);
-                    assert!(index.is_some_and(|index| index.contains(written.offset, key)));
+                    assert!(index.is_some_and(|index| {
+                        index.contains((written.offset, entry.dirty_stamp), key)
+                    }));
                 }
                 (true, None) => panic!("a dirty entry has been written"),
                 (false, Some(written)) => assert!(
@@ -398,7 +401,7 @@ impl EntityCache {
                 (false, None) => {}
             }
         }
-        assert_eq!(evictable, self.evictable.len, "no stale eviction entries");
+        assert_eq!(evictable, self.evictable.len(), "no stale eviction entries");
         assert_eq!(dirty, self.dirty_len(), "no stale dirty entries");
     }
 }

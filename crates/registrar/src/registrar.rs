@@ -403,6 +403,10 @@ impl Registrar {
     /// spec: registrar.SplitBatchToFitCache
     pub fn fitting_records(&self, records: &[RecordKeys]) -> usize {
         let mut needed_slots = self.cache.unevictable_len();
+        let at_most_new: usize = records.iter().map(|record| record.keys.len()).sum();
+        if needed_slots + at_most_new <= self.cache.capacity() {
+            return records.len();
+        }
         let mut seen = BTreeSet::new();
         for (fitting, record) in records.iter().enumerate() {
             for key in &record.keys {
@@ -441,13 +445,12 @@ impl Registrar {
             return Ok(Admission::WaitForRoom);
         }
         let admitted = &records[..admitted_records];
-        let keys: Vec<EntityKey> = admitted
+        let mut keys: Vec<EntityKey> = admitted
             .iter()
-            .flat_map(|record| record.keys.iter())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .cloned()
+            .flat_map(|record| record.keys.iter().cloned())
             .collect();
+        keys.sort_unstable();
+        keys.dedup();
         assert!(
             keys.len() <= self.cache.capacity(),
             "a pre-warmed batch fits the cache"
@@ -519,6 +522,9 @@ impl Registrar {
                 });
             }
             previous = record.offset;
+            if record.keys.len() <= max_keys {
+                continue;
+            }
             let keys = record.keys.iter().collect::<BTreeSet<_>>().len();
             if keys > max_keys {
                 return Err(AdmitError::RecordOverKeyBound {

@@ -78,3 +78,64 @@ fn releasing_a_pin_twice_is_refused() {
     let mut cache = cache_with_dirty_a();
     cache.unpin(&key("a"));
 }
+
+/// covers: registrar.EvictLeastRecentlyUsedCleanEntries
+#[test]
+fn victims_go_by_last_pre_warm_then_by_key() {
+    let mut cache = EntityCache::new(4);
+    // One pre-warm stamps b, c, d; a later one re-stamps c, then a arrives.
+    for batch in [&["b", "c", "d"][..], &["c"], &["a"]] {
+        for missing in cache.pin(&keys(batch)) {
+            cache.load(&missing, None);
+        }
+        for key in keys(batch) {
+            cache.unpin(&key);
+        }
+    }
+    cache.assert_invariants(|_| -1);
+    let evicted_by = |cache: &mut EntityCache, batch: &[&str]| {
+        let before: Vec<_> = ["a", "b", "c", "d"]
+            .into_iter()
+            .filter(|name| cache.status(&key(name)).is_some())
+            .collect();
+        cache.pin(&keys(batch));
+        before
+            .into_iter()
+            .filter(|name| cache.status(&key(name)).is_none())
+            .collect::<Vec<_>>()
+    };
+    // b and d share the oldest pre-warm: b first by key, then d; then c
+    // (re-used by the second pre-warm), then a.
+    assert_eq!(evicted_by(&mut cache, &["x"]), ["b"]);
+    assert_eq!(evicted_by(&mut cache, &["y"]), ["d"]);
+    assert_eq!(evicted_by(&mut cache, &["z"]), ["c"]);
+    assert_eq!(evicted_by(&mut cache, &["w"]), ["a"]);
+}
+
+/// covers: registrar.MarkEntriesCleanWhenCommitDurable
+#[test]
+fn a_key_written_again_stays_dirty_until_its_last_write_is_durable() {
+    let mut cache = EntityCache::new(4);
+    let batch = keys(&["a", "b"]);
+    for missing in cache.pin(&batch) {
+        cache.load(&missing, None);
+    }
+    let at = |offset| WrittenAt {
+        partition: 0,
+        offset,
+    };
+    cache.write(&key("a"), at(3), b"1");
+    cache.write(&key("b"), at(3), b"1");
+    cache.write(&key("a"), at(5), b"2");
+    for key in &batch {
+        cache.unpin(key);
+    }
+    cache.assert_invariants(|_| 2);
+    assert_eq!(cache.dirty_len(), 2);
+    assert_eq!(cache.clean_through(0, 4), 1, "only b was last written by 3");
+    assert!(cache.status(&key("a")).expect("cached").dirty);
+    cache.assert_invariants(|_| 4);
+    assert_eq!(cache.clean_through(0, 5), 1);
+    assert_eq!(cache.dirty_len(), 0);
+    cache.assert_invariants(|_| 5);
+}
