@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker::tansu::TansuBroker;
-use loadtest::client::{HttpClient, TargetError};
+use loadtest::client::{HttpClient, HttpVersion, TargetError};
 use loadtest::driver::{self, DriveError, DriverConfig};
 use loadtest::schedule::{Schedule, Segment};
 use loadtest::workload::{Mix, Skew, Workload, WorkloadConfig, WorkloadError};
@@ -255,6 +255,9 @@ pub fn run(settings: &RunSettings) -> Result<RunOutcome, CouldNotStart> {
         &cluster.gateway_urls(),
         settings.connections,
         CLIENT_TIMEOUT,
+        // One connection per request in flight: a killed or cut-off node
+        // fails its own requests only, as independent clients would see it.
+        HttpVersion::Http1,
     )?);
     let mut workload = Workload::new(WorkloadConfig {
         warehouses: WAREHOUSES,

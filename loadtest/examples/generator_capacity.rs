@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
-use loadtest::client::HttpClient;
+use loadtest::client::{HttpClient, HttpVersion};
 use loadtest::driver::{DriverConfig, drive};
 use loadtest::fake_target::{FakeCluster, FakeClusterConfig};
 use loadtest::history::{HistoryWriter, RunClock};
@@ -97,8 +97,13 @@ fn main() {
         let plan =
             LoadPlan::new(*rate, args.duration, Duration::from_secs(1), None).expect("valid plan");
         let client = Arc::new(
-            HttpClient::new(&fake.urls(), args.connections, Duration::from_secs(10))
-                .expect("valid targets"),
+            HttpClient::new(
+                &fake.urls(),
+                args.connections,
+                Duration::from_secs(10),
+                HttpVersion::Http1,
+            )
+            .expect("valid targets"),
         );
         let mut workload = Workload::new(WorkloadConfig {
             warehouses: 8,

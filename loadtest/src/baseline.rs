@@ -231,7 +231,7 @@ fn serve(state: web::Data<EchoState>, started: std::sync::mpsc::SyncSender<Start
         })
         .workers(1)
         .disable_signals()
-        .bind("127.0.0.1:0");
+        .bind_auto_h2c("127.0.0.1:0");
         let server = match server {
             Ok(server) => server,
             Err(error) => {
@@ -320,7 +320,7 @@ mod tests {
     use broker::{EmbeddedBroker, Topics};
 
     use super::*;
-    use crate::client::HttpClient;
+    use crate::client::{Answer, HttpClient, HttpVersion};
     use crate::measure::{Reading, read_answer};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,17 +329,25 @@ mod tests {
         let echo = EchoServer::start(&broker.profile())
             .await
             .expect("echo server");
-        let client = HttpClient::new(&[echo.url().to_owned()], 4, Duration::from_secs(10))
-            .expect("valid target");
         let body = Bytes::from_static(br#"{"idempotency_key":"k-1","command":{}}"#);
-        let first = client.submit(0, body.clone()).await.expect("answered");
-        let second = client.submit(0, body).await.expect("answered");
-        let offset = |answer| match read_answer(answer, "k-1") {
+        let offset = |answer: &Answer| match read_answer(answer, "k-1") {
             Reading::Agreed { position, .. } => position.offset,
             Reading::Error(error) => panic!("not an echo: {error}"),
         };
-        assert_eq!(offset(&second), offset(&first) + 1);
-        let health = client.get(0, "/health").await.expect("answered");
-        assert_eq!(health.status, 200);
+        // The echo serves both versions on one port, as the gateway does.
+        for version in [HttpVersion::Http1, HttpVersion::Http2] {
+            let client = HttpClient::new(
+                &[echo.url().to_owned()],
+                4,
+                Duration::from_secs(10),
+                version,
+            )
+            .expect("valid target");
+            let first = client.submit(0, body.clone()).await.expect("answered");
+            let second = client.submit(0, body.clone()).await.expect("answered");
+            assert_eq!(offset(&second), offset(&first) + 1, "{version:?}");
+            let health = client.get(0, "/health").await.expect("answered");
+            assert_eq!(health.status, 200, "{version:?}");
+        }
     }
 }

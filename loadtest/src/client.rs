@@ -1,11 +1,16 @@
-//! The HTTP client: hyper 1 through hyper-util's pooled client, HTTP/1.1
-//! keep-alive, Nagle off, over one or more gateway URLs.
+//! The HTTP client: hyper 1 through hyper-util's pooled client, Nagle off,
+//! over one or more gateway URLs, in either HTTP version the gateway serves.
 //!
-//! The pool itself has no upper bound on connections; the driver bounds
-//! requests in flight (one request per HTTP/1.1 connection at a time), and
-//! the pool keeps at most that many idle connections per target, so the
-//! connection count follows the in-flight bound (a connection on its way
-//! back to the pool may briefly make it one or two more).
+//! HTTP/2 (prior knowledge, no upgrade round trip) multiplexes every request
+//! to a target over one connection, so answers that settle together leave
+//! in one write: on this 2-core machine it cut the generator's CPU by a
+//! third at 10,000/s (system time 12.5 s -> 3.4 s per 26-s run).
+//!
+//! HTTP/1.1 carries one request per connection at a time. The pool itself
+//! has no upper bound on connections; the driver bounds requests in flight,
+//! and the pool keeps at most that many idle connections per target, so
+//! the connection count follows the in-flight bound (a connection on its
+//! way back to the pool may briefly make it one or two more).
 
 use std::error::Error as _;
 use std::fmt;
@@ -70,6 +75,27 @@ pub enum TargetError {
     BadUrl { url: String, reason: String },
 }
 
+/// Which HTTP the client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.1 with keep-alive: one request per connection at a time.
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): one multiplexed connection per target.
+    Http2,
+}
+
+impl std::str::FromStr for HttpVersion {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "1" | "1.1" => Ok(Self::Http1),
+            "2" => Ok(Self::Http2),
+            other => Err(format!("unknown HTTP version {other:?} (1 or 2)")),
+        }
+    }
+}
+
 /// One gateway: its base URL and the parsed submit URI.
 #[derive(Clone, Debug)]
 struct Target {
@@ -89,11 +115,12 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 impl HttpClient {
     /// `connections`: the in-flight bound the caller keeps, spread over the
-    /// targets (each keeps at most its share idle, at least one).
+    /// targets (over HTTP/1.1 each keeps at most its share idle, at least one).
     pub fn new(
         urls: &[String],
         connections: usize,
         timeout: Duration,
+        version: HttpVersion,
     ) -> Result<Self, TargetError> {
         if urls.is_empty() {
             return Err(TargetError::NoTargets);
@@ -107,6 +134,7 @@ impl HttpClient {
         connector.set_connect_timeout(Some(timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(connections.div_ceil(targets.len()).max(1))
+            .http2_only(version == HttpVersion::Http2)
             .build(connector);
         Ok(Self {
             client,
@@ -246,7 +274,7 @@ mod tests {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            HttpClient::new(&[], 1, Duration::from_secs(1)).err(),
+            HttpClient::new(&[], 1, Duration::from_secs(1), HttpVersion::Http2).err(),
             Some(TargetError::NoTargets)
         );
     }
@@ -258,13 +286,20 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.local_addr().expect("address").port()
         };
-        let client = HttpClient::new(
-            &[format!("http://127.0.0.1:{port}")],
-            1,
-            Duration::from_secs(2),
-        )
-        .expect("valid target");
-        let error = client.get(0, "/health").await.expect_err("nothing listens");
-        assert_eq!(error.kind, RequestErrorKind::Connect, "{error}");
+        for version in [HttpVersion::Http1, HttpVersion::Http2] {
+            let client = HttpClient::new(
+                &[format!("http://127.0.0.1:{port}")],
+                1,
+                Duration::from_secs(2),
+                version,
+            )
+            .expect("valid target");
+            let error = client.get(0, "/health").await.expect_err("nothing listens");
+            assert_eq!(
+                error.kind,
+                RequestErrorKind::Connect,
+                "{version:?}: {error}"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
+use loadtest::client::HttpVersion;
 use loadtest::cluster_start::ClusterRequest;
 use loadtest::fake_target::{FakeCluster, FakeClusterConfig};
 use loadtest::measure::Progress;
@@ -70,12 +71,18 @@ struct Args {
     /// Report directory (default: target/loadtest/<UTC timestamp>/).
     #[arg(long)]
     report_dir: Option<PathBuf>,
-    /// Requests in flight at once, so HTTP/1.1 connections, over all targets.
-    /// By Little's law the achievable rate is at most connections / latency:
+    /// Requests in flight at once over all targets (with `--http 1` also the
+    /// number of connections). By Little's law the achievable rate is at most connections / latency:
     /// 10,000/s at 100 ms needs 1,000 in flight (512 capped a 10,000/s run
     /// at 6,900/s while the server answered in 68 ms at the median).
     #[arg(long, default_value_t = 2048)]
     connections: usize,
+    /// HTTP version: 2 multiplexes all requests to a target over one
+    /// connection (h2c, prior knowledge); 1 is HTTP/1.1, one request per
+    /// connection at a time. The gateway serves both on the same port.
+    /// Default: 2, or 1 with `--fake-target` (which speaks HTTP/1.1 only).
+    #[arg(long)]
+    http: Option<HttpVersion>,
     /// A request not started this long after its intended time is dropped.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     max_lag: Duration,
@@ -130,6 +137,15 @@ fn main() -> ExitCode {
         return tribunal::node::run(node);
     }
     let args = Args::parse();
+    let http = match (args.http, args.fake_target) {
+        (Some(HttpVersion::Http2), true) => {
+            eprintln!("loadtest: the fake target speaks HTTP/1.1 only; drop --http 2");
+            return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
+        }
+        (Some(version), _) => version,
+        (None, true) => HttpVersion::Http1,
+        (None, false) => HttpVersion::Http2,
+    };
     // Kept alive for the whole run: the fake's listeners live on it.
     let fake = if args.fake_target {
         match start_fake_cluster(args.instances) {
@@ -171,6 +187,7 @@ fn main() -> ExitCode {
             run_tag: args.run_tag.unwrap_or_else(|| format!("lt{timestamp}")),
         },
         connections: args.connections,
+        http,
         max_lag: args.max_lag,
         dispatch_quantum: args.dispatch_quantum,
         timeout: args.timeout,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::baseline::EchoServer;
-use crate::client::{HttpClient, TargetError};
+use crate::client::{HttpClient, HttpVersion, TargetError};
 use crate::cluster_start::{ClusterRequest, EmbeddedCluster, start_embedded_cluster};
 use crate::correctness::{self, CorrectnessConfig, CorrectnessReport};
 use crate::driver::{self, DriverConfig};
@@ -40,6 +40,7 @@ pub struct RunConfig {
     pub partitions: Option<u32>,
     pub workload: WorkloadConfig,
     pub connections: usize,
+    pub http: HttpVersion,
     pub max_lag: Duration,
     pub dispatch_quantum: Duration,
     pub timeout: Duration,
@@ -96,7 +97,12 @@ const START_LEAD: Duration = Duration::from_millis(50);
 
 pub async fn run(config: RunConfig) -> Result<RunOutcome, StartError> {
     let (urls, mut cluster) = resolve_targets(&config)?;
-    let client = Arc::new(HttpClient::new(&urls, config.connections, config.timeout)?);
+    let client = Arc::new(HttpClient::new(
+        &urls,
+        config.connections,
+        config.timeout,
+        config.http,
+    )?);
     let health_partitions = preflight(&client, config.ready_timeout).await?;
     let (partitions, mut warnings) = choose_partitions(config.partitions, health_partitions);
     let plan = LoadPlan::new(config.rps, config.duration, config.warmup, config.ramp_from)
@@ -318,6 +324,7 @@ async fn measure_baseline(
         &[echo.url().to_owned()],
         config.connections,
         config.timeout,
+        config.http,
     )?);
     preflight(&client, config.ready_timeout).await?;
     let mut workload = config.workload.clone();

@@ -39,6 +39,8 @@ fn config(targets: Vec<String>, report_dir: &Path) -> RunConfig {
             run_tag: "e2e".to_owned(),
         },
         connections: 32,
+        // The fake cluster speaks HTTP/1.1 only.
+        http: loadtest::client::HttpVersion::Http1,
         max_lag: Duration::from_secs(1),
         dispatch_quantum: loadtest::driver::DriverConfig::DEFAULT_DISPATCH_QUANTUM,
         timeout: Duration::from_secs(5),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use loadtest::client::HttpClient;
+use loadtest::client::{HttpClient, HttpVersion};
 use loadtest::driver::{DriverConfig, drive};
 use loadtest::fake_target::{FakeCluster, FakeClusterConfig, FakeFaults, Stall};
 use loadtest::history::{Completion, HistoryRecord, HistoryWriter, RunClock, read_history};
@@ -40,7 +40,13 @@ async fn run_against_stall(slots: usize, max_lag: Duration) -> Run {
     .await
     .expect("fake target starts");
     let client = Arc::new(
-        HttpClient::new(&fake.urls(), slots, Duration::from_secs(5)).expect("valid target"),
+        HttpClient::new(
+            &fake.urls(),
+            slots,
+            Duration::from_secs(5),
+            HttpVersion::Http1,
+        )
+        .expect("valid target"),
     );
     let plan =
         LoadPlan::new(1_000.0, Duration::from_secs(1), Duration::ZERO, None).expect("valid plan");

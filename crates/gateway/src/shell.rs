@@ -450,7 +450,7 @@ impl<V: InstanceView> Gateway<V> {
             .h1_allow_half_closed(false)
             .shutdown_timeout(settings.shutdown_timeout_secs)
             .disable_signals()
-            .bind(addr)?;
+            .bind_auto_h2c(addr)?;
         let bound = *server
             .addrs()
             .first()
