@@ -279,6 +279,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn http_versions_parse_from_the_flag() {
+        assert_eq!("1".parse(), Ok(HttpVersion::Http1));
+        assert_eq!("1.1".parse(), Ok(HttpVersion::Http1));
+        assert_eq!("2".parse(), Ok(HttpVersion::Http2));
+        assert!(
+            "3".parse::<HttpVersion>()
+                .is_err_and(|error| error.contains("1 or 2"))
+        );
+    }
+
     #[tokio::test]
     async fn an_unreachable_target_is_a_connect_error() {
         // Bind then drop: the port is very likely closed for the test's moment.
