@@ -15,8 +15,8 @@ use std::sync::Arc;
 use domain::EntityKey;
 use protocol::position::{Offset, Partition, StreamTime};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode,
-    Options, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
 use crate::codec::{
@@ -50,6 +50,24 @@ pub const DEFAULT_MEMTABLE_BYTES: usize = 64 << 20;
 /// A family's memtables: one filling and one flushing. A write that fills
 /// the first while the second still flushes waits for the flush.
 const MEMTABLES_PER_FAMILY: i32 = 2;
+
+/// Compression by LSM level: none where the data is young (a flush writes
+/// level 0, the first compaction level 1), LZ4 below. Every flush and most
+/// compactions then spend no CPU on compression; the bytes that stay long
+/// enough to sink deeper are compressed. All four instances flush the same
+/// bytes at the same moment, so a flush's CPU lands on every instance at
+/// once: at 6,000/s (two interleaved 36-s runs each) the second of the
+/// first flush had a p99 of 545-575 ms with LZ4 everywhere and 244-415 ms
+/// without compression, and the run's p99 fell from 364-379 to 185-236 ms.
+const COMPRESSION_BY_LEVEL: [DBCompressionType; 7] = [
+    DBCompressionType::None,
+    DBCompressionType::None,
+    DBCompressionType::Lz4,
+    DBCompressionType::Lz4,
+    DBCompressionType::Lz4,
+    DBCompressionType::Lz4,
+    DBCompressionType::Lz4,
+];
 
 impl LedgerConfig {
     pub fn new(input_partitions: u32) -> LedgerConfig {
@@ -550,6 +568,7 @@ fn family_options(family: Family, block_cache: &Cache, memtable_bytes: usize) ->
     let mut options = Options::default();
     options.set_write_buffer_size(memtable_bytes);
     options.set_max_write_buffer_number(MEMTABLES_PER_FAMILY);
+    options.set_compression_per_level(&COMPRESSION_BY_LEVEL);
     let mut tables = BlockBasedOptions::default();
     tables.set_block_cache(block_cache);
     tables.set_cache_index_and_filter_blocks(true);
@@ -730,18 +749,15 @@ mod tests {
             .unwrap_or_else(|| panic!("{name} of {}", family.name()))
     }
 
-    /// Writing ten times a family's memtable size leaves at most two
-    /// memtables' worth in memory: the rest was flushed (with the default
-    /// size, all of it would still be in the memtable).
-    #[test]
-    fn a_familys_memtables_stay_within_the_configured_size() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A ledger with 1 MiB memtables after ten times that much highly
+    /// compressible entity state (1,000 equal bytes per row).
+    fn ledger_after_ten_memtables(dir: &Path) -> (Ledger, usize) {
         let memtable_bytes = 1 << 20;
         let config = LedgerConfig {
             memtable_bytes,
             ..LedgerConfig::new(1)
         };
-        let mut ledger = Ledger::open(dir.path(), config).unwrap();
+        let mut ledger = Ledger::open(dir, config).unwrap();
         let state = "s".repeat(1_000);
         for offset in 0..10_000 {
             let mut commit = GroupCommit::new(4);
@@ -750,6 +766,16 @@ mod tests {
             commit.set_outcome_resume_offset(0, 0);
             ledger.write(commit).unwrap();
         }
+        (ledger, memtable_bytes)
+    }
+
+    /// Writing ten times a family's memtable size leaves at most two
+    /// memtables' worth in memory: the rest was flushed (with the default
+    /// size, all of it would still be in the memtable).
+    #[test]
+    fn a_familys_memtables_stay_within_the_configured_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, memtable_bytes) = ledger_after_ten_memtables(dir.path());
         let in_memory = family_property(&ledger, Family::Entities, "rocksdb.size-all-mem-tables");
         let slack = 1 << 20;
         assert!(
@@ -758,6 +784,29 @@ mod tests {
         );
         let tables = family_property(&ledger, Family::Entities, "rocksdb.estimate-live-data-size");
         assert!(tables > 0, "flushed to tables");
+    }
+
+    /// Flushes write level 0 uncompressed: the rows compress ~100:1 with
+    /// LZ4, and the level's tables hold them at about 1:1.
+    #[test]
+    fn flushes_spend_no_cpu_on_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = ledger_after_ten_memtables(dir.path());
+        let reader = &ledger.reader;
+        let ratio: f64 = reader
+            .db
+            .property_value_cf(
+                reader.family(Family::Entities),
+                "rocksdb.compression-ratio-at-level0",
+            )
+            .unwrap()
+            .expect("level 0 has tables")
+            .parse()
+            .unwrap();
+        assert!(
+            (0.5..1.5).contains(&ratio),
+            "level-0 compression ratio {ratio}"
+        );
     }
 
     fn commit_at(offset: Offset) -> GroupCommit {
