@@ -72,9 +72,10 @@ struct Args {
     #[arg(long)]
     report_dir: Option<PathBuf>,
     /// Requests in flight at once over all targets (with `--http 1` also the
-    /// number of connections). By Little's law the achievable rate is at most connections / latency:
-    /// 10,000/s at 100 ms needs 1,000 in flight (512 capped a 10,000/s run
-    /// at 6,900/s while the server answered in 68 ms at the median).
+    /// number of connections). By Little's law the achievable rate is at
+    /// most connections / latency: 10,000/s at 100 ms needs 1,000 in flight
+    /// (512 capped a 10,000/s run at 6,900/s while the server answered in
+    /// 68 ms at the median).
     #[arg(long, default_value_t = 2048)]
     connections: usize,
     /// HTTP version: 2 multiplexes all requests to a target over one

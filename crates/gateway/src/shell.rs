@@ -429,7 +429,8 @@ impl<V: InstanceView> Gateway<V> {
     }
 
     /// Binds `addr` (port 0 picks one) with `settings.backlog` and starts
-    /// the HTTP server; returns it with the bound address. The server does
+    /// the HTTP server, HTTP/1.1 or h2c (HTTP/2 with prior knowledge) as
+    /// each connection opens; returns it with the bound address. The server does
     /// not handle signals: the node stops it through `Server::handle()`.
     /// Await the `Server` (or spawn it) to drive it.
     ///
