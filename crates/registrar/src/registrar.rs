@@ -445,12 +445,13 @@ impl Registrar {
             return Ok(Admission::WaitForRoom);
         }
         let admitted = &records[..admitted_records];
-        let mut keys: Vec<EntityKey> = admitted
+        let mut distinct: Vec<&EntityKey> = admitted
             .iter()
-            .flat_map(|record| record.keys.iter().cloned())
+            .flat_map(|record| record.keys.iter())
             .collect();
-        keys.sort_unstable();
-        keys.dedup();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let keys: Vec<EntityKey> = distinct.into_iter().cloned().collect();
         assert!(
             keys.len() <= self.cache.capacity(),
             "a pre-warmed batch fits the cache"
