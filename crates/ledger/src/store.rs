@@ -347,8 +347,8 @@ impl Ledger {
         if config.collect_statistics {
             options.enable_statistics();
         }
-        let pace = i64::try_from(config.background_write_bytes_per_second)
-            .expect("a pace fits in i64");
+        let pace =
+            i64::try_from(config.background_write_bytes_per_second).expect("a pace fits in i64");
         assert!(pace > 0, "flushes must be able to write");
         options.set_ratelimiter(
             pace,
@@ -839,15 +839,21 @@ mod tests {
     /// Every byte a flush writes goes through the pacing: without it
     /// RocksDB counts no bytes here.
     #[test]
-    fn flushes_write_at_the_configured_pace() {
+    fn every_flushed_byte_goes_through_the_pacing() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, memtable_bytes) = ledger_after_ten_memtables(dir.path());
         let tables = family_property(&ledger, Family::Entities, "rocksdb.total-sst-files-size");
-        assert!(tables >= 4 * memtable_bytes as u64, "{tables} bytes in tables");
+        assert!(
+            tables >= 4 * memtable_bytes as u64,
+            "{tables} bytes in tables"
+        );
         let paced = ledger
             .options
             .get_ticker_count(rocksdb::statistics::Ticker::RateLimiterBytesWrite);
-        assert!(paced >= tables, "{paced} paced bytes for {tables} bytes of tables");
+        assert!(
+            paced >= tables,
+            "{paced} paced bytes for {tables} bytes of tables"
+        );
     }
 
     fn commit_at(offset: Offset) -> GroupCommit {
