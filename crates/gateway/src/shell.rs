@@ -1,7 +1,9 @@
 //! The gateway's shell: the real [`NodeHandle`] around [`GatewayCore`].
 //!
 //! - an actix actor ([`actor`]) owns the core: submissions arrive with a
-//!   oneshot for their answer, packs go to the input topic through an
+//!   oneshot for their answer, which goes back through the HTTP worker's
+//!   [`reply_relay`] (one hand-over per batch of answers, so a batch leaves
+//!   the worker in one write), packs go to the input topic through an
 //!   idempotent `FutureProducer` (many sends in flight, bounded), the
 //!   core's timers run on `next_deadline`;
 //! - the actor reads the outcome topic's publications from an
@@ -16,6 +18,7 @@
 
 mod actor;
 mod outcome_reader;
+mod reply_relay;
 
 use std::future::Future;
 use std::io;
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actix::prelude::SendError;
 use actix::{Actor as _, Addr};
 use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
@@ -46,6 +50,7 @@ use crate::validation::ValidSubmission;
 
 use actor::{GatewayActor, LookupCommand, ProduceLimits, Submit};
 use outcome_reader::OutcomeReader;
+use reply_relay::ReplyRelay;
 
 /// What the gateway cannot know itself: the instance it fronts.
 pub trait InstanceView: Send + Sync + 'static {
@@ -305,16 +310,29 @@ impl<V: InstanceView> NodeHandle for GatewayNode<V> {
         }
     }
 
-    /// The answer comes back through a oneshot; dropping this future (the
-    /// client went away) drops its receiver, which the actor notices and
-    /// abandons the submission. A stopped actor means the node is going
-    /// down: the client should submit elsewhere.
+    /// The answer comes back through a oneshot, resolved by this worker's
+    /// [`ReplyRelay`]; dropping this future (the client went away) drops its
+    /// receiver, which the actor notices and abandons the submission. A
+    /// stopped actor means the node is going down: the client should submit
+    /// elsewhere. The submission is handed over without waiting for the
+    /// actor to take it (one wake-up fewer from the actor's thread); only a
+    /// full mailbox makes it wait for room.
     async fn submit(&self, submission: ValidSubmission) -> SubmitAnswer {
         let (reply, answer) = oneshot::channel();
-        self.actor
-            .send(Submit { submission, reply })
-            .await
-            .map_err(|_| ApiError::InstanceHalted)?;
+        let submit = Submit {
+            submission,
+            reply,
+            relay: ReplyRelay::of_this_worker(),
+        };
+        match self.actor.try_send(submit) {
+            Ok(()) => {}
+            Err(SendError::Full(submit)) => self
+                .actor
+                .send(submit)
+                .await
+                .map_err(|_| ApiError::InstanceHalted)?,
+            Err(SendError::Closed(_)) => return Err(ApiError::InstanceHalted),
+        }
         answer.await.unwrap_or(Err(ApiError::InstanceHalted))
     }
 

@@ -13,15 +13,16 @@ use futures_util::stream;
 use protocol::position::Partition;
 use protocol::records::Publication;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::config::Millis;
-use crate::core::{GatewayCore, PublicationRead, SubmitAnswer};
+use crate::core::{GatewayCore, PublicationRead};
 use crate::error::ApiError;
 use crate::key_index::CommandLookup;
 use crate::packer::{PackId, SealedPack, SubmissionId};
 use crate::validation::ValidSubmission;
 
+use super::reply_relay::{Deliveries, Reply, ReplyRelay};
 use super::{ShellMetrics, kafka_partition};
 
 /// Messages from HTTP workers waiting for room in the actor's mailbox
@@ -33,11 +34,13 @@ const MAILBOX_CAPACITY: usize = 1_024;
 /// Releasing them a little late only holds a waiting slot a little longer.
 const ABANDON_SWEEP: Duration = Duration::from_millis(50);
 
-/// A validated submission and where its answer goes.
+/// A validated submission, where its answer goes and through which HTTP
+/// worker's relay.
 #[derive(Debug)]
 pub struct Submit {
     pub submission: ValidSubmission,
-    pub reply: oneshot::Sender<SubmitAnswer>,
+    pub reply: Reply,
+    pub relay: ReplyRelay,
 }
 
 impl Message for Submit {
@@ -72,7 +75,7 @@ pub struct GatewayActor {
     /// Sealed packs waiting for a send slot, in the order the core cut them.
     queued: VecDeque<SealedPack>,
     /// Where each waiting submission's answer goes.
-    replies: HashMap<SubmissionId, oneshot::Sender<SubmitAnswer>>,
+    replies: HashMap<SubmissionId, (Reply, ReplyRelay)>,
     /// The core's next deadline and the timer armed for it.
     timer: Option<(Millis, SpawnHandle)>,
     /// Admission's view of whether submissions are taken.
@@ -136,13 +139,13 @@ impl GatewayActor {
             if ready.is_empty() {
                 break;
             }
+            let mut deliveries = Deliveries::default();
             for (id, answer) in ready.answers {
-                if let Some(reply) = self.replies.remove(&id) {
-                    // A closed receiver is a client that just left:
-                    // nothing is owed to it.
-                    let _ = reply.send(answer);
+                if let Some((reply, relay)) = self.replies.remove(&id) {
+                    deliveries.add(relay, reply, answer);
                 }
             }
+            deliveries.send();
             self.queued.extend(ready.packs);
             // A send refused at once fails its pack in the core, which
             // makes answers ready: go round again.
@@ -254,7 +257,7 @@ impl GatewayActor {
     /// spec: gateway.ReplySentReleasesSubmission
     fn release_abandoned(&mut self, ctx: &mut Context<Self>) {
         let before = self.replies.len();
-        self.replies.retain(|id, reply| {
+        self.replies.retain(|id, (reply, _)| {
             let gone = reply.is_closed();
             if gone {
                 self.core.abandon(*id);
@@ -284,7 +287,15 @@ impl Handler<Submit> for GatewayActor {
     type Result = ();
 
     /// spec: gateway.OverloadedGatewayShedsSubmission
-    fn handle(&mut self, Submit { submission, reply }: Submit, ctx: &mut Context<Self>) {
+    fn handle(
+        &mut self,
+        Submit {
+            submission,
+            reply,
+            relay,
+        }: Submit,
+        ctx: &mut Context<Self>,
+    ) {
         if reply.is_closed() {
             // The client left while the submission waited in the mailbox.
             return;
@@ -295,7 +306,7 @@ impl Handler<Submit> for GatewayActor {
         }
         match self.core.submit(self.now(), submission) {
             Ok(id) => {
-                self.replies.insert(id, reply);
+                self.replies.insert(id, (reply, relay));
             }
             Err(refused) => {
                 let _ = reply.send(Err(refused));
