@@ -318,9 +318,11 @@ fn start_processing(
     let store = LedgerStore(reader);
     let max_batch_records = arbiter.config().max_batch_records;
     let arbiter = ArbiterActor::new(arbiter).start();
-    let ledger = once_on_thread((ledger, publications), |(ledger, publications)| {
-        LedgerActor::new(ledger, publications)
-    });
+    let ledger = once_on_thread(
+        "ledger-commit",
+        (ledger, publications),
+        |(ledger, publications)| LedgerActor::new(ledger, publications),
+    );
     let stages = Stages {
         domain,
         partitions,
@@ -355,21 +357,30 @@ fn start_processing(
     (processing, ledger)
 }
 
-/// Starts a one-thread `SyncArbiter` actor around `core`; the factory runs
-/// exactly once, on that thread.
-fn once_on_thread<T, A>(core: T, make: impl Fn(T) -> A + Send + Sync + 'static) -> Addr<A>
+/// Starts a one-thread `SyncArbiter` actor around `core`, on a thread named
+/// `thread_name` so that profiles tell it from the main thread; the factory
+/// runs exactly once, on that thread.
+fn once_on_thread<T, A>(
+    thread_name: &str,
+    core: T,
+    make: impl Fn(T) -> A + Send + Sync + 'static,
+) -> Addr<A>
 where
     T: Send + 'static,
     A: Actor<Context = SyncContext<A>>,
 {
     let core = Mutex::new(Some(core));
-    SyncArbiter::start(1, move || {
-        make(
-            lock(&core)
-                .take()
-                .expect("a one-thread SyncArbiter builds its actor once"),
-        )
-    })
+    SyncArbiter::start_with_thread_builder(
+        1,
+        || std::thread::Builder::new().name(thread_name.to_owned()),
+        move || {
+            make(
+                lock(&core)
+                    .take()
+                    .expect("a one-thread SyncArbiter builds its actor once"),
+            )
+        },
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
