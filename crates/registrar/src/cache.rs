@@ -209,12 +209,10 @@ impl EntityCache {
             keys.windows(2).all(|pair| pair[0] < pair[1]),
             "pre-warm keys are sorted and distinct"
         );
-        let unevictable_outside =
-            self.unevictable_len() - keys.iter().filter(|key| self.is_unevictable(key)).count();
-        assert!(
-            keys.len() + unevictable_outside <= self.capacity,
-            "the admitted batch fits beside the unevictable entries"
-        );
+        // Counted in the pinning pass itself (one lookup per key): the
+        // bound is checked before anything is evicted or inserted.
+        let unevictable_before = self.unevictable_len();
+        let mut unevictable_inside = 0;
         let mut missing = Vec::new();
         let mut missing_stamps = Vec::new();
         for key in keys {
@@ -224,6 +222,8 @@ impl EntityCache {
                 Some(entry) => {
                     if entry.evictable() {
                         self.evictable.remove(entry.last_used, key);
+                    } else {
+                        unevictable_inside += 1;
                     }
                     entry.pin_count += 1;
                     entry.last_used = stamp;
@@ -234,6 +234,11 @@ impl EntityCache {
                 }
             }
         }
+        let unevictable_outside = unevictable_before - unevictable_inside;
+        assert!(
+            keys.len() + unevictable_outside <= self.capacity,
+            "the admitted batch fits beside the unevictable entries"
+        );
         let free_slots = self.capacity - self.entries.len();
         self.evict_least_recently_used(missing.len().saturating_sub(free_slots));
         for (key, stamp) in missing.iter().zip(missing_stamps) {
