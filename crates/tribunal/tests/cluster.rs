@@ -25,6 +25,7 @@ use protocol::peer::{
 use protocol::records::{CommandPack, PACK_VERSION, Submission};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use serde_json::Value;
+use tribunal::cluster::NODE_ALLOCATOR_ENV;
 use tribunal::probe::{self, Response};
 
 use support::{
@@ -113,6 +114,27 @@ fn an_acknowledged_command_is_applied_exactly_once_on_every_instance() {
 
     let publications = test.checked_publications(marker, 3, &ALL);
     assert_answers_published(&publications, &answers);
+}
+
+/// A node gets each setting of `NODE_ALLOCATOR_ENV`, unless its starter's
+/// environment sets that variable itself: then the node inherits that value.
+#[test]
+fn every_node_process_starts_with_the_node_allocator_settings() {
+    let test = TestCluster::start(Options::default());
+    for instance in ALL {
+        let pid = test.cluster.pid(instance).expect("the node runs");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("readable environ");
+        for (name, default) in NODE_ALLOCATOR_ENV {
+            let value = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+            let wanted = format!("{name}={value}");
+            assert!(
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|entry| entry == wanted.as_bytes()),
+                "node {instance} started without {wanted}"
+            );
+        }
+    }
 }
 
 /// covers: core.CorrectInstancesAgree
