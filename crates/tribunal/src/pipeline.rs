@@ -85,10 +85,10 @@ pub struct Cores {
 impl Cores {
     pub fn open(
         data_dir: &Path,
-        partitions: u32,
+        ledger_config: LedgerConfig,
         arbiter_config: ArbiterConfig,
     ) -> Result<Cores, PipelineError> {
-        let ledger = Ledger::open(data_dir, LedgerConfig::new(partitions))?;
+        let ledger = Ledger::open(data_dir, ledger_config)?;
         let watermarks = ledger.watermarks();
         let loaded: Vec<LoadedWatermark> = watermarks
             .iter()
@@ -134,7 +134,11 @@ impl Pipeline {
     /// Opens (or creates) the Ledger in `data_dir` and starts the cores
     /// from its watermarks.
     pub fn open(data_dir: &Path, partitions: u32) -> Result<Pipeline, PipelineError> {
-        let cores = Cores::open(data_dir, partitions, ArbiterConfig::default())?;
+        let cores = Cores::open(
+            data_dir,
+            LedgerConfig::new(partitions),
+            ArbiterConfig::default(),
+        )?;
         let states = cores
             .watermarks
             .iter()

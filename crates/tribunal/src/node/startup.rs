@@ -13,6 +13,7 @@ use crate::lifecycle::{InstanceStatus, Lifecycle, LogBounds};
 use crate::node::args::NodeArgs;
 use crate::node::exit;
 use crate::pipeline::Cores;
+use ledger::LedgerConfig;
 
 /// How long a starting node waits for the broker to answer.
 const BROKER_DEADLINE: Duration = Duration::from_secs(60);
@@ -73,7 +74,8 @@ pub fn start(args: &NodeArgs) -> Result<Started, StartFailure> {
     if args.corrupt_outputs_for_detection_test {
         tracing::warn!("TEST ONLY: this instance corrupts its outputs");
     }
-    let cores = Cores::open(&args.data_dir, args.topology.partitions, arbiter_config)
+    let ledger_config = LedgerConfig::for_instance(args.topology.partitions, args.id);
+    let cores = Cores::open(&args.data_dir, ledger_config, arbiter_config)
         .map_err(|error| StartFailure::Ledger(error.to_string()))?;
     let profile = args.broker_profile();
     if profile.kind == BrokerKind::External {
