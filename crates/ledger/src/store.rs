@@ -60,7 +60,7 @@ pub const DEFAULT_MEMTABLE_STAGGER_BYTES: usize = 8 << 20;
 
 /// Distinct memtable sizes across instances: one per instance of the
 /// default four-instance cluster.
-pub const MEMTABLE_STAGGER_STEPS: u32 = 4;
+const MEMTABLE_STAGGER_STEPS: u32 = 4;
 
 /// `core.ledger_entities_memtable_bytes`. At 10,000/s (30-s runs, three
 /// interleaved pairs each) the commit thread's CPU fell from 584-595 to
@@ -128,10 +128,8 @@ impl LedgerConfig {
     /// The config of instance `instance_id` (`core.ledger_memtable_stagger_bytes`).
     pub fn for_instance(input_partitions: u32, instance_id: u32) -> LedgerConfig {
         let step = usize::try_from(instance_id % MEMTABLE_STAGGER_STEPS).expect("a step fits");
-        let config = LedgerConfig {
-            memtable_bytes: DEFAULT_MEMTABLE_BYTES - step * DEFAULT_MEMTABLE_STAGGER_BYTES,
-            ..LedgerConfig::new(input_partitions)
-        };
+        let mut config = LedgerConfig::new(input_partitions);
+        config.memtable_bytes -= step * DEFAULT_MEMTABLE_STAGGER_BYTES;
         assert!(
             config.memtable_bytes >= config.entities_memtable_bytes,
             "a staggered memtable stays larger than the entities family's"
