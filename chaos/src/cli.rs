@@ -74,7 +74,8 @@ pub struct Args {
     /// one scenario per broker); default: the embedded mock broker.
     #[arg(long, conflicts_with = "tansu")]
     pub brokers: Option<String>,
-    /// Start a fresh tansu broker (memory storage) for each scenario.
+    /// Start a fresh tansu broker (SQLite storage in a temporary directory)
+    /// for each scenario.
     #[arg(long)]
     pub tansu: bool,
     /// Where each run's directory (history, report, node logs) is made.

@@ -62,7 +62,8 @@ const SKUS: u32 = 100;
 pub enum BrokerChoice {
     /// librdkafka's mock cluster, in this process.
     Embedded,
-    /// A fresh tansu process (memory storage) for this run.
+    /// A fresh tansu process (SQLite storage in a temporary directory) for
+    /// this run.
     Tansu,
     /// Bootstrap servers of a broker whose topics are still empty.
     External(String),
@@ -134,8 +135,8 @@ fn unsupported(plan: &Plan, broker: &BrokerChoice) -> Option<String> {
         .iter()
         .any(|step| matches!(step.action, FaultAction::BrokerRestart { .. }));
     (restarts_broker && external_broker).then(|| {
-        "skipped: the external broker (tansu) keeps its log in memory, so a restart would \
-         lose it"
+        "skipped: only the embedded broker can be taken down and brought back by the \
+         runner"
             .to_owned()
     })
 }

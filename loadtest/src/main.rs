@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use broker::tansu::TansuBroker;
 use clap::Parser;
 use loadtest::client::HttpVersion;
 use loadtest::cluster_start::ClusterRequest;
@@ -43,8 +44,13 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     target: Vec<String>,
     /// Kafka bootstrap servers of an existing broker (default: embedded).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tansu")]
     brokers: Option<String>,
+    /// Start a fresh tansu broker (SQLite storage, loopback) for the run and
+    /// put the cluster and the baseline on it (tansu must be installed:
+    /// the README's test command installs it).
+    #[arg(long, conflicts_with_all = ["target", "fake_target"])]
+    tansu: bool,
     /// Input partitions (default: read from the targets' /health).
     #[arg(long)]
     partitions: Option<u32>,
@@ -163,6 +169,22 @@ fn main() -> ExitCode {
         Some((_, cluster)) => cluster.urls(),
         None => args.target,
     };
+    // Held until the run has stopped its cluster: dropping it stops tansu.
+    let tansu = if args.tansu {
+        match TansuBroker::start() {
+            Ok(tansu) => Some(tansu),
+            Err(error) => {
+                eprintln!("loadtest: could not start tansu: {error}");
+                return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
+            }
+        }
+    } else {
+        None
+    };
+    let brokers = match &tansu {
+        Some(tansu) => Some(tansu.profile().bootstrap_servers),
+        None => args.brokers,
+    };
     let started = SystemTime::now();
     let timestamp = utc_timestamp(started);
     let config = RunConfig {
@@ -173,7 +195,7 @@ fn main() -> ExitCode {
         targets,
         cluster: ClusterRequest {
             instances: args.instances,
-            brokers: args.brokers,
+            brokers,
             partitions: args.partitions.unwrap_or(1),
             ready_timeout: args.ready_timeout,
         },

@@ -777,11 +777,6 @@ fn a_recovering_instance_withholds_its_copies_until_it_has_caught_up() {
 }
 
 /// Produces `count` records straight to the input topic, one command each.
-///
-/// Each record in a produce batch of its own: tansu 0.6 (memory storage)
-/// answers a fetch from an offset inside a multi-record batch with nothing,
-/// forever (its fetch lists batches by base offset from the requested one
-/// on), and reports the last batch's base offset + 1 as the log end.
 fn produce_backlog(test: &TestCluster, count: i64, command: &Command) {
     let Command::Receive {
         warehouse,
@@ -792,9 +787,12 @@ fn produce_backlog(test: &TestCluster, count: i64, command: &Command) {
         panic!("receives only");
     };
     let encoded = domain::inventory::receive(warehouse, sku, *quantity).encode();
-    let mut config = test.cluster.broker_profile().producer_config("e2e-backlog");
-    config.set("batch.num.messages", "1");
-    let producer: ThreadedProducer<DefaultProducerContext> = config.create().expect("a producer");
+    let producer: ThreadedProducer<DefaultProducerContext> = test
+        .cluster
+        .broker_profile()
+        .producer_config("e2e-backlog")
+        .create()
+        .expect("a producer");
     let topic = broker::Topics::new(1).input;
     for n in 0..count {
         let pack = CommandPack {

@@ -78,8 +78,7 @@ impl TestCluster {
             .prefix("tribunal-e2e-")
             .tempdir()
             .expect("a temporary directory");
-        let tansu = TansuBroker::start()
-            .expect("tansu starts (cargo install tansu --locked --features dynostore)");
+        let tansu = TansuBroker::start().unwrap_or_else(|error| panic!("tansu starts: {error}"));
         let http_port = free_port_on_every_host(&[]);
         let peer_port = free_port_on_every_host(&[http_port]);
         let config = ClusterConfig {
