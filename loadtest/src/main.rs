@@ -138,6 +138,21 @@ struct Args {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Starts what a flag asks for; a failure is a run that could not start.
+fn start_if<T, E: std::fmt::Display>(
+    wanted: bool,
+    what: &str,
+    start: impl FnOnce() -> Result<T, E>,
+) -> Result<Option<T>, ExitCode> {
+    if !wanted {
+        return Ok(None);
+    }
+    start().map(Some).map_err(|error| {
+        eprintln!("loadtest: could not start {what}: {error}");
+        ExitCode::from(loadtest::EXIT_COULD_NOT_START)
+    })
+}
+
 fn main() -> ExitCode {
     // `loadtest node ...`: this binary as a node of the embedded cluster.
     if let Some(node) = tribunal::cluster::node_args_when_started_as_node() {
@@ -154,32 +169,20 @@ fn main() -> ExitCode {
         (None, false) => HttpVersion::Http2,
     };
     // Kept alive for the whole run: the fake's listeners live on it.
-    let fake = if args.fake_target {
-        match start_fake_cluster(args.instances) {
-            Ok(fake) => Some(fake),
-            Err(error) => {
-                eprintln!("loadtest: could not start the fake target: {error}");
-                return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
-            }
-        }
-    } else {
-        None
+    let fake = match start_if(args.fake_target, "the fake target", || {
+        start_fake_cluster(args.instances)
+    }) {
+        Ok(fake) => fake,
+        Err(code) => return code,
     };
     let targets = match &fake {
         Some((_, cluster)) => cluster.urls(),
         None => args.target,
     };
     // Held until the run has stopped its cluster: dropping it stops tansu.
-    let tansu = if args.tansu {
-        match TansuBroker::start() {
-            Ok(tansu) => Some(tansu),
-            Err(error) => {
-                eprintln!("loadtest: could not start tansu: {error}");
-                return ExitCode::from(loadtest::EXIT_COULD_NOT_START);
-            }
-        }
-    } else {
-        None
+    let tansu = match start_if(args.tansu, "tansu", TansuBroker::start) {
+        Ok(tansu) => tansu,
+        Err(code) => return code,
     };
     let brokers = match &tansu {
         Some(tansu) => Some(tansu.profile().bootstrap_servers),
