@@ -32,8 +32,12 @@ use crate::partitions::Usher;
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How often the fetch thread asks the broker for the log ends (for the lag).
 const LOG_END_REFRESH: Duration = Duration::from_millis(500);
-/// How long asking for one partition's log end may take.
-const LOG_END_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long asking for one partition's log end may take. The request shares
+/// the fetch's broker connection, and librdkafka drops a connection when a
+/// request on it times out (`socket.max.fails=1`), losing the fetch in
+/// flight: at 200 ms a busy tansu, which answers a connection's requests in
+/// turn, had every instance reconnecting several times a second.
+const LOG_END_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the fetch thread waits for the actor's answer; only a stopping
 /// actor takes this long, and the thread then ends.
 const ACTOR_ANSWER: Duration = Duration::from_secs(30);
