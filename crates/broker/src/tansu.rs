@@ -23,9 +23,9 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
 /// Pause between readiness probes: a refused connect returns at once.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 
-/// The install command the README's test command runs; tests name it in
-/// their failure messages.
-pub const INSTALL_HINT: &str = "cargo install tansu --locked --version 0.6.0 --features libsql";
+/// The install the README's test command performs; named in every start
+/// error, so a test failing for want of tansu says how to get it.
+const INSTALL_HINT: &str = "cargo install tansu --locked --version 0.6.0 --features libsql";
 
 /// A running `tansu broker`, killed when dropped; its storage directory is
 /// removed after it.
