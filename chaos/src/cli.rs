@@ -65,13 +65,12 @@ pub struct Args {
     /// Instances in the cluster.
     #[arg(long, default_value_t = 4)]
     pub instances: u32,
-    /// Input (and outcome) topic partitions. Four by default: the embedded
-    /// mock broker keeps only about 5 MiB per partition (librdkafka's
-    /// mock log limit), about 15,000 outcomes.
+    /// Input (and outcome) topic partitions. Four by default, so every
+    /// scenario recovers, agrees and publishes on several partitions.
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
     /// An external Kafka-protocol broker whose topics are still empty (so
-    /// one scenario per broker); default: the embedded mock broker.
+    /// one scenario per broker); default: the embedded broker.
     #[arg(long, conflicts_with = "tansu")]
     pub brokers: Option<String>,
     /// Start a fresh tansu broker (SQLite storage in a temporary directory)

@@ -31,8 +31,8 @@ pub enum ReadbackError {
     /// miss what the instances and clients saw, so it cannot be judged.
     #[error(
         "{topic} partition {partition} starts at offset {log_start}, not 0: the broker dropped \
-         the head of the log (the embedded mock keeps about 5 MiB per partition; run fewer \
-         events, more --partitions, or --brokers with a real broker)"
+         the head of the log (the embedded broker keeps 256 MiB per partition; run fewer \
+         events, more --partitions, or --brokers with a broker that keeps more)"
     )]
     Truncated {
         topic: String,

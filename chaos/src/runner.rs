@@ -60,7 +60,7 @@ const SKUS: u32 = 100;
 /// Which broker a run uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerChoice {
-    /// librdkafka's mock cluster, in this process.
+    /// The embedded broker, in this process.
     Embedded,
     /// A fresh tansu process (SQLite storage in a temporary directory) for
     /// this run.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use broker::{BrokerKind, BrokerProfile};
+use broker::BrokerProfile;
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -78,13 +78,10 @@ impl std::fmt::Debug for EchoServer {
 }
 
 impl EchoServer {
-    /// Creates the echo topic if the broker needs that (the mock cluster
-    /// creates it on first produce), proves it with a first record, starts
+    /// Creates the echo topic, proves it with a first record, starts
     /// the reader at the record after it and then the HTTP server.
     pub async fn start(profile: &BrokerProfile) -> Result<Self, BaselineError> {
-        if profile.kind == BrokerKind::External {
-            create_echo_topic(profile).await?;
-        }
+        create_echo_topic(profile).await?;
         let producer: FutureProducer = profile
             .producer_config("loadtest-baseline")
             .create()
@@ -325,7 +322,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_submission_comes_back_through_kafka_with_its_offset() {
-        let broker = EmbeddedBroker::start(&Topics::new(1)).expect("mock broker");
+        let broker = EmbeddedBroker::start(&Topics::new(1)).expect("embedded broker");
         let echo = EchoServer::start(&broker.profile())
             .await
             .expect("echo server");

@@ -1,20 +1,19 @@
 //! Kafka plumbing shared by the shells that talk to the broker.
 //!
-//! Two brokers are supported: librdkafka's in-process mock cluster (the
-//! embedded default: nothing to install) and any external Kafka-protocol
-//! broker (tansu in CI). They want different lingering: the mock falls behind
-//! at `linger.ms=0`, while tansu stalls periodically unless producers linger
-//! at least 5 ms. Both are measured in the design brief, section 8.
+//! Two brokers are supported: the embedded broker (`embedded`: in this
+//! process, nothing to install) and any external Kafka-protocol broker
+//! (tansu in CI). They want different lingering and fetch waits (below).
 
+pub mod embedded;
 pub mod tansu;
+
+pub use embedded::EmbeddedBroker;
 
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 /// The three topics of a Tribunal cluster. Outcomes of input partition p go
@@ -45,8 +44,8 @@ impl Topics {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BrokerKind {
-    /// librdkafka's in-process mock cluster, reached over loopback TCP.
-    EmbeddedMock,
+    /// The broker in this process (`EmbeddedBroker`), reached over loopback TCP.
+    Embedded,
     /// A real Kafka-protocol broker.
     External,
 }
@@ -91,12 +90,7 @@ impl BrokerProfile {
             // The shells ask for log ends when they need them; EOF events
             // would only be logged as errors by librdkafka.
             .set("enable.partition.eof", "false")
-            // Both brokers hold a fetch for the whole wait (tansu 0.6.0 even
-            // when it has data), so the wait is added to every hop; but every
-            // consumer of every node asks once per wait, and at 1 ms the
-            // twelve consumers of a local cluster kept the mock's one thread
-            // busy on empty fetches.
-            .set("fetch.wait.max.ms", "5")
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms())
             .set("queued.max.messages.kbytes", "16384");
         config
     }
@@ -113,11 +107,22 @@ impl BrokerProfile {
     }
 
     /// The gateway already holds commands for `core.pack_flush_window`
-    /// (one pack per record); the mock needs no more than a millisecond of
-    /// lingering on top, tansu stalls periodically below 5.
+    /// (one pack per record); the embedded broker needs no more than a
+    /// millisecond of lingering on top, tansu stalls periodically below 5.
     fn linger_ms(&self) -> &'static str {
         match self.kind {
-            BrokerKind::EmbeddedMock => "1",
+            BrokerKind::Embedded => "1",
+            BrokerKind::External => "5",
+        }
+    }
+
+    /// How long a fetch that finds nothing waits. The embedded broker
+    /// answers as soon as data arrives, so a long wait costs no latency and
+    /// spares it empty fetches. tansu 0.6.0 sleeps out the whole wait after
+    /// every fetch, data or not, so there the wait is added to every hop.
+    fn fetch_wait_max_ms(&self) -> &'static str {
+        match self.kind {
+            BrokerKind::Embedded => "100",
             BrokerKind::External => "5",
         }
     }
@@ -125,10 +130,10 @@ impl BrokerProfile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("starting the embedded mock cluster: {0}")]
-    EmbeddedStart(#[source] rdkafka::error::KafkaError),
-    #[error("taking the embedded broker down or up: {0}")]
-    EmbeddedControl(#[source] rdkafka::error::KafkaError),
+    #[error("starting the embedded broker: {0}")]
+    EmbeddedStart(#[source] std::io::Error),
+    #[error("creating topic {topic} on the embedded broker: Kafka error code {code}")]
+    EmbeddedTopic { topic: String, code: i16 },
     #[error("creating topic {topic}: {source}")]
     CreateTopic {
         topic: String,
@@ -141,61 +146,6 @@ pub enum BrokerError {
         code: RDKafkaErrorCode,
     },
 }
-
-/// The embedded default: a one-broker mock cluster living in this process.
-/// Other processes reach it over loopback TCP for as long as it lives.
-pub struct EmbeddedBroker {
-    cluster: MockCluster<'static, DefaultProducerContext>,
-}
-
-impl std::fmt::Debug for EmbeddedBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBroker")
-            .field("bootstrap_servers", &self.cluster.bootstrap_servers())
-            .finish()
-    }
-}
-
-impl EmbeddedBroker {
-    /// Starts the mock cluster and creates the topics (the mock does not
-    /// support the CreateTopics admin call).
-    pub fn start(topics: &Topics) -> Result<Self, BrokerError> {
-        let cluster = MockCluster::new(1).map_err(BrokerError::EmbeddedStart)?;
-        let partitions = i32::try_from(topics.partitions).expect("partition count fits i32");
-        for topic in topics.all() {
-            cluster
-                .create_topic(topic, partitions, 1)
-                .map_err(|source| BrokerError::CreateTopic {
-                    topic: topic.to_owned(),
-                    source,
-                })?;
-        }
-        Ok(Self { cluster })
-    }
-
-    pub fn profile(&self) -> BrokerProfile {
-        BrokerProfile {
-            bootstrap_servers: self.cluster.bootstrap_servers(),
-            kind: BrokerKind::EmbeddedMock,
-        }
-    }
-
-    /// Takes the mock's one broker down (connections closed, requests
-    /// refused) or brings it back up, keeping its log: a broker restart
-    /// as its clients see it.
-    pub fn set_up(&self, up: bool) -> Result<(), BrokerError> {
-        let result = if up {
-            self.cluster.broker_up(EMBEDDED_BROKER_ID)
-        } else {
-            self.cluster.broker_down(EMBEDDED_BROKER_ID)
-        };
-        result.map_err(BrokerError::EmbeddedControl)
-    }
-}
-
-/// The id of the mock cluster's one broker (`MockCluster::new(1)` numbers
-/// brokers from 1).
-const EMBEDDED_BROKER_ID: i32 = 1;
 
 /// Creates the topics on an external broker; topics that already exist are
 /// fine (every node of a cluster calls this at start).

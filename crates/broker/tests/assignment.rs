@@ -66,9 +66,9 @@ async fn assigned_consumer_reads_from_its_offset(profile: &BrokerProfile, topics
 
 /// covers: usher.NoConsumerGroupCommits
 #[tokio::test]
-async fn embedded_mock_cluster() {
+async fn embedded_broker() {
     let topics = Topics::new(2);
-    let broker = EmbeddedBroker::start(&topics).expect("mock cluster starts");
+    let broker = EmbeddedBroker::start(&topics).expect("embedded broker starts");
     assigned_consumer_reads_from_its_offset(&broker.profile(), &topics).await;
 }
 

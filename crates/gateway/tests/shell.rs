@@ -175,7 +175,7 @@ struct Harness {
 impl Harness {
     async fn start(config: GatewayConfig) -> Self {
         let topics = Topics::new(PARTITIONS);
-        let broker = EmbeddedBroker::start(&topics).expect("mock cluster starts");
+        let broker = EmbeddedBroker::start(&topics).expect("embedded broker starts");
         let profile = broker.profile();
         let view = FakeView::default();
         let halted = Arc::clone(&view.halted);

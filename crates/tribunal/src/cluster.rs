@@ -1,5 +1,5 @@
-//! A local cluster: a Kafka-protocol broker (librdkafka's embedded mock
-//! cluster, or an external one) and N node processes on 127.0.0.(i+1).
+//! A local cluster: a Kafka-protocol broker (the embedded one, in this
+//! process, or an external one) and N node processes on 127.0.0.(i+1).
 //!
 //! The node processes are real OS processes of the calling binary (a hidden
 //! `node` subcommand), so the chaos injector can SIGKILL, SIGSTOP and
@@ -79,7 +79,7 @@ pub struct ClusterConfig {
     pub instances: u32,
     pub partitions: u32,
     pub required_copies: u32,
-    /// An external broker; `None` starts the embedded mock cluster in this
+    /// An external broker; `None` starts the embedded broker in this
     /// process (it lives as long as the [`LocalCluster`]).
     pub brokers: Option<String>,
     /// Node i keeps its Ledger in `data_root/node-i` and logs to
@@ -275,7 +275,7 @@ impl LocalCluster {
             .map(|peer| format!("{peer}={}", self.dialled_peer_addr(instance, peer)))
             .collect();
         let broker_kind = match self.profile.kind {
-            BrokerKind::EmbeddedMock => "embedded",
+            BrokerKind::Embedded => "embedded",
             BrokerKind::External => "external",
         };
         let mut args = self.config.node_program.leading_args.clone();
@@ -370,7 +370,8 @@ impl LocalCluster {
             ._embedded_broker
             .as_ref()
             .ok_or(ClusterError::ExternalBroker)?;
-        Ok(broker.set_up(up)?)
+        broker.set_up(up);
+        Ok(())
     }
 
     /// SIGSTOP (`pause = true`) or SIGCONT.

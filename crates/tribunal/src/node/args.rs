@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BrokerKindArg {
-    /// librdkafka's mock cluster held by the parent process.
+    /// The embedded broker held by the parent process.
     Embedded,
     /// A real Kafka-protocol broker.
     External,
@@ -66,7 +66,7 @@ impl NodeArgs {
         BrokerProfile {
             bootstrap_servers: self.brokers.clone(),
             kind: match self.broker_kind {
-                BrokerKindArg::Embedded => BrokerKind::EmbeddedMock,
+                BrokerKindArg::Embedded => BrokerKind::Embedded,
                 BrokerKindArg::External => BrokerKind::External,
             },
         }
