@@ -107,8 +107,9 @@ impl BrokerProfile {
     }
 
     /// The gateway already holds commands for `core.pack_flush_window`
-    /// (one pack per record); the embedded broker needs no more than a
-    /// millisecond of lingering on top, tansu stalls periodically below 5.
+    /// (one pack per record); a millisecond on top sufficed for the mock
+    /// cluster the embedded broker replaced (not re-measured on it), tansu
+    /// stalls periodically below 5.
     fn linger_ms(&self) -> &'static str {
         match self.kind {
             BrokerKind::Embedded => "1",
@@ -118,7 +119,9 @@ impl BrokerProfile {
 
     /// How long a fetch that finds nothing waits. The embedded broker
     /// answers as soon as data arrives, so a long wait costs no latency and
-    /// spares it empty fetches. tansu 0.6.0 sleeps out the whole wait after
+    /// spares it empty fetches (a request queued behind a waiting fetch on
+    /// the same connection, such as a log-end query, waits with it, as on
+    /// any Kafka broker). tansu 0.6.0 sleeps out the whole wait after
     /// every fetch, data or not, so there the wait is added to every hop.
     fn fetch_wait_max_ms(&self) -> &'static str {
         match self.kind {

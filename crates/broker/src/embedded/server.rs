@@ -120,12 +120,14 @@ async fn serve_while_up(
     mut up: watch::Receiver<bool>,
 ) {
     tokio::select! {
+        // Down wins over a request that arrived in the same wake-up.
+        biased;
+        _ = up.wait_for(|up| !*up) => {}
         served = serve(socket, &state, &appended) => {
             if let Err(error) = served {
                 tracing::warn!(%error, "embedded broker: connection closed");
             }
         }
-        _ = up.wait_for(|up| !*up) => {}
     }
 }
 
@@ -393,6 +395,54 @@ mod tests {
         assert_eq!(
             end.topics[0].partitions[0].offset, 2,
             "both records appended"
+        );
+    }
+
+    /// Sends an ApiVersions request and reads the answer: `None` when the
+    /// broker closed the connection instead.
+    fn ask_versions(stream: &mut std::net::TcpStream) -> Option<i32> {
+        use std::io::{Read, Write};
+        let request = frame(
+            ApiKey::ApiVersions as i16,
+            0,
+            &ApiVersionsRequest::default(),
+        );
+        let length = u32::try_from(request.len()).expect("small");
+        stream.write_all(&length.to_be_bytes()).ok()?;
+        stream.write_all(&request).ok()?;
+        let mut length = [0_u8; 4];
+        stream.read_exact(&mut length).ok()?;
+        let mut body = vec![0_u8; usize::try_from(u32::from_be_bytes(length)).expect("fits")];
+        stream.read_exact(&mut body).ok()?;
+        Some(i32::from_be_bytes(
+            body[..4].try_into().expect("correlation id"),
+        ))
+    }
+
+    #[test]
+    fn down_closes_connections_and_refuses_new_ones_until_up_again() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bound");
+        let server =
+            Server::start(BrokerState::new("127.0.0.1", 0, 1 << 20), listener).expect("started");
+        let connect = || std::net::TcpStream::connect(server.address()).expect("connected");
+        let mut before = connect();
+        assert_eq!(ask_versions(&mut before), Some(7), "served while up");
+        server.set_up(false);
+        assert_eq!(
+            ask_versions(&mut before),
+            None,
+            "an open connection is closed"
+        );
+        assert_eq!(
+            ask_versions(&mut connect()),
+            None,
+            "a new one is closed at once"
+        );
+        server.set_up(true);
+        assert_eq!(
+            ask_versions(&mut connect()),
+            Some(7),
+            "served again once up"
         );
     }
 
