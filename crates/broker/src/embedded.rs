@@ -11,7 +11,7 @@ mod log;
 mod requests;
 mod server;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener};
 
 use crate::{BrokerError, BrokerKind, BrokerProfile, Topics};
 
@@ -41,22 +41,18 @@ impl EmbeddedBroker {
         for topic in topics.all() {
             state
                 .create_topic(topic, partitions)
-                .map_err(|code| BrokerError::EmbeddedTopic {
+                .map_err(|error| BrokerError::EmbeddedTopic {
                     topic: topic.to_owned(),
-                    code,
+                    error,
                 })?;
         }
         let server = server::Server::start(state, listener).map_err(BrokerError::EmbeddedStart)?;
         Ok(Self { server })
     }
 
-    pub fn address(&self) -> SocketAddr {
-        self.server.address()
-    }
-
     pub fn profile(&self) -> BrokerProfile {
         BrokerProfile {
-            bootstrap_servers: self.address().to_string(),
+            bootstrap_servers: self.server.address().to_string(),
             kind: BrokerKind::Embedded,
         }
     }

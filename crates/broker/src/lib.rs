@@ -135,8 +135,12 @@ impl BrokerProfile {
 pub enum BrokerError {
     #[error("starting the embedded broker: {0}")]
     EmbeddedStart(#[source] std::io::Error),
-    #[error("creating topic {topic} on the embedded broker: Kafka error code {code}")]
-    EmbeddedTopic { topic: String, code: i16 },
+    #[error("creating topic {topic} on the embedded broker: {error}")]
+    EmbeddedTopic {
+        topic: String,
+        #[source]
+        error: kafka_protocol::ResponseError,
+    },
     #[error("creating topic {topic}: {source}")]
     CreateTopic {
         topic: String,

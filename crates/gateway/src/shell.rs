@@ -100,8 +100,9 @@ impl ShellConfig {
     /// The bounds that suit one node on the shared 2-core machine: at
     /// 10,000 commands/s over 4 partitions with a 1 ms flush window about
     /// 4,000 packs/s are cut and each is in flight for linger + ack
-    /// (~2-3 ms on the embedded broker), so about a dozen are in flight; 64 leaves
-    /// room for a slow broker before packs queue in the shell.
+    /// (~2-3 ms, measured on the mock cluster the embedded broker replaced),
+    /// so about a dozen are in flight; 64 leaves room for a slow broker
+    /// before packs queue in the shell.
     pub fn new(
         gateway: GatewayConfig,
         broker: BrokerProfile,

@@ -5,15 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
-
-/// Kafka error codes this log answers with.
-pub mod code {
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
-}
+use kafka_protocol::ResponseError;
 
 /// Record batch v2 layout (the only one producers of this era send).
 const BASE_OFFSET: usize = 0;
@@ -27,7 +19,7 @@ const PRODUCER_ID: usize = 43;
 const PRODUCER_EPOCH: usize = 51;
 const BASE_SEQUENCE: usize = 53;
 /// Bytes before the first record: the fixed header.
-pub const BATCH_HEADER_BYTES: usize = 61;
+const BATCH_HEADER_BYTES: usize = 61;
 /// `batchLength` counts from the partition leader epoch on.
 const LENGTH_PREFIX_BYTES: usize = 12;
 
@@ -63,31 +55,31 @@ pub struct BatchHeader {
 }
 
 /// Splits a produce request's records into validated v2 batches.
-pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, i16> {
+pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, ResponseError> {
     let mut batches = Vec::new();
     let mut at = 0;
     while at < records.len() {
         let rest = &records[at..];
         if rest.len() < BATCH_HEADER_BYTES {
-            return Err(code::CORRUPT_MESSAGE);
+            return Err(ResponseError::CorruptMessage);
         }
         if rest[MAGIC] != 2 {
-            return Err(code::UNSUPPORTED_FOR_MESSAGE_FORMAT);
+            return Err(ResponseError::UnsupportedForMessageFormat);
         }
-        let length =
-            usize::try_from(read_i32(rest, BATCH_LENGTH)).map_err(|_| code::CORRUPT_MESSAGE)?;
+        let length = usize::try_from(read_i32(rest, BATCH_LENGTH))
+            .map_err(|_| ResponseError::CorruptMessage)?;
         let total = length
             .checked_add(LENGTH_PREFIX_BYTES)
             .filter(|total| *total >= BATCH_HEADER_BYTES && *total <= rest.len())
-            .ok_or(code::CORRUPT_MESSAGE)?;
+            .ok_or(ResponseError::CorruptMessage)?;
         let batch = &rest[..total];
         let stated_crc = u32::from_be_bytes(batch[CRC..CRC + 4].try_into().expect("4 bytes"));
         if crc32c::crc32c(&batch[ATTRIBUTES..]) != stated_crc {
-            return Err(code::CORRUPT_MESSAGE);
+            return Err(ResponseError::CorruptMessage);
         }
         let last_offset_delta = read_i32(batch, LAST_OFFSET_DELTA);
         if last_offset_delta < 0 {
-            return Err(code::CORRUPT_MESSAGE);
+            return Err(ResponseError::CorruptMessage);
         }
         let header = BatchHeader {
             record_count: i64::from(last_offset_delta) + 1,
@@ -100,7 +92,7 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, i16> 
         at += total;
     }
     if batches.is_empty() {
-        return Err(code::CORRUPT_MESSAGE);
+        return Err(ResponseError::CorruptMessage);
     }
     Ok(batches)
 }
@@ -119,7 +111,6 @@ pub struct PartitionLog {
     batches: VecDeque<StoredBatch>,
     retained_bytes: usize,
     retention_bytes: usize,
-    log_start: i64,
     next_offset: i64,
     producers: HashMap<i64, ProducerState>,
 }
@@ -131,15 +122,16 @@ impl PartitionLog {
             batches: VecDeque::new(),
             retained_bytes: 0,
             retention_bytes,
-            log_start: 0,
             next_offset: 0,
             producers: HashMap::new(),
         }
     }
 
-    /// The first retained offset.
+    /// The first retained offset (the log end while nothing is retained).
     pub fn log_start(&self) -> i64 {
-        self.log_start
+        self.batches
+            .front()
+            .map_or(self.next_offset, |batch| batch.base_offset)
     }
 
     /// The offset the next record gets (the high watermark: one replica).
@@ -150,11 +142,11 @@ impl PartitionLog {
     /// Appends one validated batch and returns its base offset. A retry of
     /// one of the producer's recent batches returns the offset it got the
     /// first time and appends nothing.
-    pub fn append(&mut self, header: &BatchHeader, batch: &Bytes) -> Result<i64, i16> {
+    pub fn append(&mut self, header: &BatchHeader, batch: &Bytes) -> Result<i64, ResponseError> {
         if header.producer_id >= 0 {
             if let Some(state) = self.producers.get(&header.producer_id) {
                 if header.producer_epoch < state.epoch {
-                    return Err(code::INVALID_PRODUCER_EPOCH);
+                    return Err(ResponseError::InvalidProducerEpoch);
                 }
                 if header.producer_epoch == state.epoch {
                     let last_sequence = last_sequence(header);
@@ -168,7 +160,7 @@ impl PartitionLog {
                         .back()
                         .map_or(header.base_sequence, |(_, last, _)| last.wrapping_add(1));
                     if header.base_sequence != expected {
-                        return Err(code::OUT_OF_ORDER_SEQUENCE_NUMBER);
+                        return Err(ResponseError::OutOfOrderSequenceNumber);
                     }
                 }
             }
@@ -208,27 +200,39 @@ impl PartitionLog {
         while self.retained_bytes > self.retention_bytes && self.batches.len() > 1 {
             let oldest = self.batches.pop_front().expect("more than one batch");
             self.retained_bytes -= oldest.bytes.len();
-            self.log_start = self.batches.front().expect("one batch left").base_offset;
         }
     }
 
     /// The batches from the one holding `offset` on, at least one and then
     /// as many as fit in `max_bytes`. `offset == log_end()` reads nothing.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, i16> {
-        if offset < self.log_start || offset > self.next_offset {
-            return Err(code::OFFSET_OUT_OF_RANGE);
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ResponseError> {
+        if offset < self.log_start() || offset > self.next_offset {
+            return Err(ResponseError::OffsetOutOfRange);
         }
         let first = self
             .batches
             .partition_point(|batch| batch.last_offset < offset);
-        let mut out = BytesMut::new();
+        let mut fitting = 0;
+        let mut bytes = 0;
         for batch in self.batches.range(first..) {
-            if !out.is_empty() && out.len() + batch.bytes.len() > max_bytes {
+            if fitting > 0 && bytes + batch.bytes.len() > max_bytes {
                 break;
             }
-            out.put_slice(&batch.bytes);
+            fitting += 1;
+            bytes += batch.bytes.len();
         }
-        Ok(out.freeze())
+        // A consumer at the tail usually reads one batch: share it, no copy.
+        match fitting {
+            0 => Ok(Bytes::new()),
+            1 => Ok(self.batches[first].bytes.clone()),
+            _ => {
+                let mut out = BytesMut::with_capacity(bytes);
+                for batch in self.batches.range(first..first + fitting) {
+                    out.put_slice(&batch.bytes);
+                }
+                Ok(out.freeze())
+            }
+        }
     }
 
     /// The first offset whose batch has a record at or after `timestamp`
@@ -276,7 +280,7 @@ pub(crate) mod tests {
         out.freeze()
     }
 
-    fn append(log: &mut PartitionLog, bytes: &Bytes) -> Result<i64, i16> {
+    fn append(log: &mut PartitionLog, bytes: &Bytes) -> Result<i64, ResponseError> {
         let batches = split_batches(bytes)?;
         let (header, batch) = &batches[0];
         log.append(header, batch)
@@ -311,7 +315,7 @@ pub(crate) mod tests {
                 .expect("the log end reads nothing")
                 .is_empty()
         );
-        assert_eq!(log.read(21, 100), Err(code::OFFSET_OUT_OF_RANGE));
+        assert_eq!(log.read(21, 100), Err(ResponseError::OffsetOutOfRange));
     }
 
     #[test]
@@ -322,7 +326,7 @@ pub(crate) mod tests {
             append(&mut log, &batch(1, -1, 0, -1)).expect("appended");
         }
         assert_eq!(log.log_start(), 2);
-        assert_eq!(log.read(1, 100), Err(code::OFFSET_OUT_OF_RANGE));
+        assert_eq!(log.read(1, 100), Err(ResponseError::OffsetOutOfRange));
         assert!(log.read(2, 1 << 20).is_ok());
     }
 
@@ -339,7 +343,7 @@ pub(crate) mod tests {
         assert_eq!(log.log_end(), 5);
         assert_eq!(
             append(&mut log, &batch(1, 7, 0, 9)),
-            Err(code::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Err(ResponseError::OutOfOrderSequenceNumber)
         );
         assert_eq!(append(&mut log, &batch(1, 7, 0, 5)), Ok(5));
         assert_eq!(
@@ -349,7 +353,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             append(&mut log, &batch(1, 7, 0, 6)),
-            Err(code::INVALID_PRODUCER_EPOCH)
+            Err(ResponseError::InvalidProducerEpoch)
         );
     }
 
@@ -361,23 +365,23 @@ pub(crate) mod tests {
         flipped[last] ^= 1;
         assert_eq!(
             split_batches(&flipped.freeze()).err(),
-            Some(code::CORRUPT_MESSAGE),
+            Some(ResponseError::CorruptMessage),
             "bad CRC"
         );
         assert_eq!(
             split_batches(&good.slice(..good.len() - 1)).err(),
-            Some(code::CORRUPT_MESSAGE),
+            Some(ResponseError::CorruptMessage),
             "truncated"
         );
         let mut old_magic = BytesMut::from(&good[..]);
         old_magic[MAGIC] = 1;
         assert_eq!(
             split_batches(&old_magic.freeze()).err(),
-            Some(code::UNSUPPORTED_FOR_MESSAGE_FORMAT)
+            Some(ResponseError::UnsupportedForMessageFormat)
         );
         assert_eq!(
             split_batches(&Bytes::new()).err(),
-            Some(code::CORRUPT_MESSAGE),
+            Some(ResponseError::CorruptMessage),
             "empty"
         );
         let two = Bytes::from([good.clone(), good.clone()].concat());

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -29,14 +30,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::log::{PartitionLog, code, split_batches};
+use super::log::{PartitionLog, split_batches};
 
-pub const NODE_ID: i32 = 1;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const TOPIC_ALREADY_EXISTS: i16 = 36;
-const INVALID_PARTITIONS: i16 = 37;
-const INVALID_REPLICATION_FACTOR: i16 = 38;
-pub const UNSUPPORTED_VERSION: i16 = 35;
+const NODE_ID: i32 = 1;
 const EARLIEST_TIMESTAMP: i64 = -2;
 const LATEST_TIMESTAMP: i64 = -1;
 /// The most partitions one topic may have here (every partition is a log in
@@ -99,12 +95,12 @@ impl BrokerState {
     }
 
     /// Creates a topic; `Err` carries the Kafka error code.
-    pub fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), i16> {
+    pub fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ResponseError> {
         if self.topics.contains_key(name) {
-            return Err(TOPIC_ALREADY_EXISTS);
+            return Err(ResponseError::TopicAlreadyExists);
         }
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
-            return Err(INVALID_PARTITIONS);
+            return Err(ResponseError::InvalidPartitions);
         }
         let logs = (0..partitions)
             .map(|_| PartitionLog::new(self.retention_bytes))
@@ -153,7 +149,7 @@ impl BrokerState {
                 let topic = MetadataResponseTopic::default()
                     .with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
                 match self.topics.get(&name) {
-                    None => topic.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
+                    None => topic.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                     Some(logs) => topic.with_partitions(
                         (0..logs.len())
                             .map(|index| {
@@ -194,13 +190,13 @@ impl BrokerState {
                 let answer = PartitionProduceResponse::default().with_index(data.index);
                 let Some(log) = self.partition_mut(name, data.index) else {
                     return answer
-                        .with_error_code(UNKNOWN_TOPIC_OR_PARTITION)
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         .with_base_offset(-1);
                 };
                 let appended = data
                     .records
                     .as_ref()
-                    .ok_or(code::CORRUPT_MESSAGE)
+                    .ok_or(ResponseError::CorruptMessage)
                     .and_then(split_batches)
                     .and_then(|batches| {
                         let mut first = None;
@@ -215,7 +211,7 @@ impl BrokerState {
                         .with_base_offset(base_offset)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(log.log_start()),
-                    Err(error) => answer.with_error_code(error).with_base_offset(-1),
+                    Err(error) => answer.with_error_code(error.code()).with_base_offset(-1),
                 }
             },
             |name, partitions| {
@@ -238,7 +234,7 @@ impl BrokerState {
                 let answer = PartitionData::default().with_partition_index(wanted.partition);
                 let Some(log) = self.partition(name, wanted.partition) else {
                     any_error = true;
-                    return answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+                    return answer.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                 };
                 let answer = answer
                     .with_high_watermark(log.log_end())
@@ -257,7 +253,7 @@ impl BrokerState {
                     }
                     Err(error) => {
                         any_error = true;
-                        answer.with_error_code(error)
+                        answer.with_error_code(error.code())
                     }
                 }
             },
@@ -285,7 +281,7 @@ impl BrokerState {
                     .with_leader_epoch(-1);
                 let Some(log) = self.partition(name, wanted.partition_index) else {
                     return answer
-                        .with_error_code(UNKNOWN_TOPIC_OR_PARTITION)
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         .with_offset(-1);
                 };
                 let offset = match wanted.timestamp {
@@ -315,7 +311,7 @@ impl BrokerState {
                     topic.num_partitions
                 };
                 let result = if !matches!(topic.replication_factor, -1 | 1) {
-                    Err(INVALID_REPLICATION_FACTOR)
+                    Err(ResponseError::InvalidReplicationFactor)
                 } else if request.validate_only {
                     Ok(())
                 } else {
@@ -323,7 +319,7 @@ impl BrokerState {
                 };
                 CreatableTopicResult::default()
                     .with_name(topic.name.clone())
-                    .with_error_code(result.err().unwrap_or(0))
+                    .with_error_code(result.err().map_or(0, |error| error.code()))
                     .with_num_partitions(partitions)
                     .with_replication_factor(1)
             })
@@ -353,7 +349,7 @@ impl BrokerState {
                     self.committed.insert(key, commit.committed_offset);
                     0
                 } else {
-                    UNKNOWN_TOPIC_OR_PARTITION
+                    ResponseError::UnknownTopicOrPartition.code()
                 };
                 OffsetCommitResponsePartition::default()
                     .with_partition_index(commit.partition_index)
@@ -498,32 +494,38 @@ pub(crate) mod tests {
         state.create_topic("t", 1).expect("created");
         assert_eq!(
             produce(&mut state, "u", 0, batch(1, -1, 0, -1)).0,
-            UNKNOWN_TOPIC_OR_PARTITION
+            ResponseError::UnknownTopicOrPartition.code()
         );
         assert_eq!(
             produce(&mut state, "t", 5, batch(1, -1, 0, -1)).0,
-            UNKNOWN_TOPIC_OR_PARTITION
+            ResponseError::UnknownTopicOrPartition.code()
         );
         assert_eq!(
             produce(&mut state, "t", 0, bytes::Bytes::from_static(b"junk")).0,
-            code::CORRUPT_MESSAGE
+            ResponseError::CorruptMessage.code()
         );
         let (result, error, _) = fetch(&state, "t", 7);
-        assert_eq!(error, code::OFFSET_OUT_OF_RANGE);
+        assert_eq!(error, ResponseError::OffsetOutOfRange.code());
         assert!(result.ready);
         let (_, error, _) = fetch(&state, "nope", 0);
-        assert_eq!(error, UNKNOWN_TOPIC_OR_PARTITION);
+        assert_eq!(error, ResponseError::UnknownTopicOrPartition.code());
     }
 
     #[test]
     fn topics_are_created_once_with_a_sane_partition_count() {
         let mut state = BrokerState::new("127.0.0.1", 9092, 1 << 20);
         assert_eq!(state.create_topic("t", 1), Ok(()));
-        assert_eq!(state.create_topic("t", 1), Err(TOPIC_ALREADY_EXISTS));
-        assert_eq!(state.create_topic("z", 0), Err(INVALID_PARTITIONS));
+        assert_eq!(
+            state.create_topic("t", 1),
+            Err(ResponseError::TopicAlreadyExists)
+        );
+        assert_eq!(
+            state.create_topic("z", 0),
+            Err(ResponseError::InvalidPartitions)
+        );
         assert_eq!(
             state.create_topic("z", MAX_PARTITIONS + 1),
-            Err(INVALID_PARTITIONS)
+            Err(ResponseError::InvalidPartitions)
         );
     }
 
@@ -556,7 +558,10 @@ pub(crate) mod tests {
             .iter()
             .map(|p| p.error_code)
             .collect();
-        assert_eq!(codes, vec![0, UNKNOWN_TOPIC_OR_PARTITION]);
+        assert_eq!(
+            codes,
+            vec![0, ResponseError::UnknownTopicOrPartition.code()]
+        );
         let read = |group: &'static str| {
             let request = OffsetFetchRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str(group)))

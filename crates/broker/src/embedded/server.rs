@@ -18,7 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
-use super::requests::{BrokerState, UNSUPPORTED_VERSION, is_supported};
+use kafka_protocol::ResponseError;
+
+use super::requests::{BrokerState, is_supported};
 
 /// Kafka's own default for `socket.request.max.bytes`.
 const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
@@ -173,7 +175,9 @@ async fn answer(
     let version = header.request_api_version;
     if !is_supported(api_key, version) {
         if api_key == ApiKey::ApiVersions {
-            let refusal = ResponseKind::ApiVersions(BrokerState::api_versions(UNSUPPORTED_VERSION));
+            let refusal = ResponseKind::ApiVersions(BrokerState::api_versions(
+                ResponseError::UnsupportedVersion.code(),
+            ));
             return encode(header.correlation_id, api_key, 0, &refusal).map(Some);
         }
         return Err(invalid(format!("{api_key:?} v{version} is not supported")));
@@ -360,7 +364,10 @@ mod tests {
             .expect("a response");
         // length, correlation id, then the v0 body: error code first.
         assert_eq!(&response[4..8], &7_i32.to_be_bytes());
-        assert_eq!(&response[8..10], &UNSUPPORTED_VERSION.to_be_bytes());
+        assert_eq!(
+            &response[8..10],
+            &ResponseError::UnsupportedVersion.code().to_be_bytes()
+        );
     }
 
     #[tokio::test]
