@@ -8,14 +8,19 @@
 pub mod inventory;
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The key of one entity, as stored in the Ledger and grouped by the Arbiter.
+///
+/// Shared, not owned: one command's key is held at once by the Arbiter's
+/// groups, the Registrar's cache and its eviction and dirty indexes, and the
+/// group commit, and a clone per holder was an allocation and a copy each.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EntityKey(String);
+pub struct EntityKey(Arc<str>);
 
 impl EntityKey {
     pub fn new(text: String) -> Self {
-        Self(text)
+        Self(Arc::from(text))
     }
 
     pub fn as_str(&self) -> &str {

@@ -4,9 +4,8 @@
 //! out through [`GatewayCore::take_ready`]: packs to produce and answers to
 //! hand to waiting HTTP exchanges. No I/O, no clock: the shell passes `now`.
 
-use std::collections::HashMap;
-
 use domain::inventory::partition_for_sku;
+use foldhash::{HashMap, HashMapExt as _};
 use protocol::position::{Offset, Partition};
 use protocol::records::{Publication, Submission};
 

@@ -2,8 +2,9 @@
 //! in each partition, mirrored from publications with the Warden's
 //! first-writer rule and expired with its TTL, in stream time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use foldhash::{HashMap, HashMapExt as _};
 use protocol::position::Partition;
 
 use crate::outcomes::{AgreedOutcome, FirstAnswer};

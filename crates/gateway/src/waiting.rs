@@ -1,8 +1,9 @@
 //! The waiting-submission table: submissions whose HTTP exchange is open,
 //! from packing until their answer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
+use foldhash::{HashMap, HashMapExt as _};
 use protocol::position::{Offset, Partition};
 
 use crate::config::Millis;

@@ -7,9 +7,10 @@
 //! evaluation; it is never iterated into a decision. Eviction order and the
 //! dirty entries of a partition come from ordered indexes instead.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use domain::EntityKey;
+use foldhash::{HashMap, HashMapExt as _};
 use protocol::position::{Offset, Partition};
 
 /// The record that last wrote an entry.

@@ -1,8 +1,9 @@
 //! The Warden's deterministic core: classification, recording, group-commit
 //! deltas and durability, for every partition of one instance.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use foldhash::{HashMap, HashMapExt as _};
 use protocol::envelope::{EnvelopeVerdict, encode_envelope};
 use protocol::position::{CommandPosition, Offset, Partition, StreamTime};
 
