@@ -12,6 +12,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use domain::inventory::{InventoryCommand, receive, ship, transfer};
 use prost::Message as _;
 use protocol::records::{CommandPack, PACK_VERSION, Submission};
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
 use tribunal::pipeline::{InputRecord, Pipeline};
 
 /// The node's allocator, so the figure is the node's.
@@ -23,34 +25,25 @@ const COMMANDS_PER_RECORD: usize = 25;
 const WAREHOUSES: u64 = 8;
 const SKUS: u64 = 1_000;
 
-/// The workload's commands from a seeded 64-bit LCG (high bits).
+/// The workload's commands, drawn from a seeded generator.
 struct Workload {
-    state: u64,
+    draws: ChaCha8Rng,
     next_key: u64,
 }
 
 impl Workload {
-    fn draw(&mut self, below: u64) -> u64 {
-        self.state = self
-            .state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.state >> 33) % below
-    }
-
     fn command(&mut self) -> InventoryCommand {
-        let warehouse = format!("w{}", self.draw(WAREHOUSES));
-        let sku = format!("sku-{}", self.draw(SKUS));
-        let quantity = 1 + self.draw(5) as i64;
-        match self.draw(10) {
-            0..=4 => receive(&warehouse, &sku, quantity),
-            5..=7 => ship(&warehouse, &sku, quantity),
-            _ => transfer(
-                &warehouse,
-                &format!("w{}", self.draw(WAREHOUSES)),
-                &sku,
-                quantity,
-            ),
+        let warehouse = self.draws.random_range(0..WAREHOUSES);
+        let sku = format!("sku-{}", self.draws.random_range(0..SKUS));
+        let quantity = self.draws.random_range(1..=5);
+        match self.draws.random_range(0..10) {
+            0..=4 => receive(&format!("w{warehouse}"), &sku, quantity),
+            5..=7 => ship(&format!("w{warehouse}"), &sku, quantity),
+            _ => {
+                // Two distinct warehouses, as the load generator's transfers.
+                let to = (warehouse + self.draws.random_range(1..WAREHOUSES)) % WAREHOUSES;
+                transfer(&format!("w{warehouse}"), &format!("w{to}"), &sku, quantity)
+            }
         }
     }
 
@@ -85,7 +78,7 @@ fn pipeline(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut pipeline = Pipeline::open(dir.path(), 1).expect("open");
     let mut workload = Workload {
-        state: 1,
+        draws: ChaCha8Rng::seed_from_u64(1),
         next_key: 0,
     };
     let mut next_offset = 0;
