@@ -141,7 +141,18 @@ pub const MAX_IDENTIFIER_BYTES: usize = 128;
 ///
 /// spec: inventory.StockKeyIsInjective
 pub fn stock_key(warehouse: &str, sku: &str) -> EntityKey {
-    EntityKey::new(format!("stock:{}:{warehouse}:{sku}", warehouse.len()))
+    // Built piece by piece into an exactly sized string: every instance
+    // makes each command's keys several times, and `format!` grows its
+    // buffer more than once on the way.
+    const PREFIX: &str = "stock:";
+    let mut digits = itoa::Buffer::new();
+    let length = digits.format(warehouse.len());
+    let mut key =
+        String::with_capacity(PREFIX.len() + length.len() + warehouse.len() + sku.len() + 2);
+    for piece in [PREFIX, length, ":", warehouse, ":", sku] {
+        key.push_str(piece);
+    }
+    EntityKey::new(key)
 }
 
 /// The input partition that owns a sku: FNV-1a 64 over its UTF-8 bytes.

@@ -235,6 +235,10 @@ fn a_command_on_a_partition_that_does_not_own_its_sku_is_rejected() {
 fn stock_keys_of_distinct_pairs_differ() {
     assert_ne!(stock_key("a:b", "c"), stock_key("a", "b:c"));
     assert_eq!(stock_key("w1", "apple").as_str(), "stock:2:w1:apple");
+    assert_eq!(
+        stock_key("warehouse-12", "s").as_str(),
+        "stock:12:warehouse-12:s"
+    );
 }
 
 /// covers: inventory.LevelStateIsDecimal
