@@ -384,7 +384,7 @@ fn level_write(key: EntityKey, level: i64) -> EntityWrite {
     );
     EntityWrite {
         key,
-        state: level.to_string().into_bytes(),
+        state: itoa::Buffer::new().format(level).as_bytes().to_vec(),
     }
 }
 

@@ -6,8 +6,6 @@
 //! (`\u00xx`, lowercase hex). A general-purpose serializer leaves too much
 //! freedom (escape choices, key order of maps) to rely on across builds.
 
-use std::io::Write as _;
-
 /// Writes one JSON object with keys in call order.
 #[derive(Debug)]
 pub struct ObjectWriter<'a> {
@@ -32,8 +30,10 @@ impl<'a> ObjectWriter<'a> {
 
     pub fn integer(&mut self, key: &str, value: i64) -> &mut Self {
         self.key(key);
-        // Writing into a Vec cannot fail; no intermediate String per integer.
-        write!(self.out, "{value}").expect("writing to a Vec never fails");
+        // itoa writes the shortest decimal form without core::fmt's
+        // machinery: an outcome has several integers, on every instance.
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         self
     }
 
@@ -59,21 +59,32 @@ impl<'a> ObjectWriter<'a> {
 }
 
 fn write_string(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for byte in value.bytes() {
+    // Runs of bytes that need no escape are copied whole. Multi-byte UTF-8
+    // passes through unchanged: the input is a str.
+    let bytes = value.as_bytes();
+    let mut run_start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        if !matches!(byte, b'"' | b'\\' | 0x00..=0x1f) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run_start..index]);
+        run_start = index + 1;
         match byte {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
-            0x00..=0x1f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(byte >> 4)]);
-                out.push(HEX[usize::from(byte & 0x0f)]);
-            }
-            // Multi-byte UTF-8 passes through unchanged: the input is a str.
-            _ => out.push(byte),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0x0f)],
+            ]),
         }
     }
+    out.extend_from_slice(&bytes[run_start..]);
     out.push(b'"');
 }
 
@@ -116,5 +127,27 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(parsed["k"], original);
         assert_eq!(parsed["min"], i64::MIN);
+    }
+
+    proptest::proptest! {
+        /// Any string reads back as itself, and only `"`, `\` (one byte
+        /// more each) and control characters (five more) are escaped.
+        #[test]
+        fn any_string_round_trips_escaping_only_what_it_must(value in "\\PC*|[\"\\\\\\x00-\\x1f a-z]*") {
+            let text = object(|o| {
+                o.string("k", &value).integer("n", 7);
+            });
+            let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+            proptest::prop_assert_eq!(parsed["k"].as_str(), Some(value.as_str()));
+            let escaped_extra: usize = value
+                .bytes()
+                .map(|byte| match byte {
+                    b'"' | b'\\' => 1,
+                    0x00..=0x1f => 5,
+                    _ => 0,
+                })
+                .sum();
+            proptest::prop_assert_eq!(text.len(), r#"{"k":"","n":7}"#.len() + value.len() + escaped_extra);
+        }
     }
 }
