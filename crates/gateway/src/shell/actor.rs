@@ -3,14 +3,13 @@
 //! and time.
 
 use std::collections::VecDeque;
-
-use foldhash::{HashMap, HashMapExt as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::fut::wrap_future;
 use actix::prelude::*;
+use foldhash::{HashMap, HashMapExt as _};
 use futures_util::stream;
 use protocol::position::Partition;
 use protocol::records::Publication;
