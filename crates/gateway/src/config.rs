@@ -42,7 +42,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 16 * 1024,
             max_idempotency_key_bytes: 128,
             max_pack_commands: 128,
-            pack_flush_window_ms: 10,
+            pack_flush_window_ms: 20,
             submit_timeout_ms: 5_000,
             max_pending_submissions: 65_536,
             idempotency_ttl_ms: 10 * 60 * 1_000,
