@@ -1,7 +1,8 @@
 //! One instance's whole per-command path on one thread, without actors or
 //! Kafka: decode, classify, pre-warm, evaluate, seal, one synced group commit
 //! of RocksDB, durable. Batches are shaped as the nodes see them at
-//! 10,000/s (about 300 commands a batch in packs of 25), with fresh
+//! 10,000/s (about 300 commands a batch; packs of 50, as four gateways fill
+//! them in `core.pack_flush_window` of 20 ms), with fresh
 //! idempotency keys and the load generator's default mix over 8 warehouses
 //! and 1,000 skus. What it reports per command is the floor of one node's
 //! CPU for that command; the live node adds actor hops, Kafka, peers and HTTP.
@@ -20,8 +21,8 @@ use tribunal::pipeline::{InputRecord, Pipeline};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const RECORDS_PER_BATCH: usize = 12;
-const COMMANDS_PER_RECORD: usize = 25;
+const RECORDS_PER_BATCH: usize = 6;
+const COMMANDS_PER_RECORD: usize = 50;
 const WAREHOUSES: u64 = 8;
 const SKUS: u64 = 1_000;
 
