@@ -29,12 +29,13 @@ impl Default for CommitLimits {
 /// Fills one open commit while at most one other syncs, and says when the
 /// open one is due.
 ///
-/// The node's loop: while [`has_room`](Self::has_room) and a sealed record
-/// waits, [`append`](Self::append) it (else the record stays in the bounded
-/// pipeline queue: that is the backpressure); on every record, empty queue,
-/// window timer ([`window_deadline`](Self::window_deadline)) and finished
-/// sync, ask [`cut_if_due`](Self::cut_if_due); after the cut commit's write
-/// returned, call [`sync_finished`](Self::sync_finished).
+/// A caller [`append`](Self::append)s sealed records while
+/// [`has_room`](Self::has_room) (else they wait in its bounded queue: that
+/// is the backpressure), asks [`cut_if_due`](Self::cut_if_due) on every
+/// record, empty queue, window timer and finished sync, and calls
+/// [`sync_finished`](Self::sync_finished) once the cut commit's write
+/// returned. The node seals a batch whole, so its queue is empty at every
+/// cut and no commit waits for its window.
 ///
 /// spec: ledger.OneSyncInFlight, ledger.OneOpenCommit
 #[derive(Debug)]
@@ -106,19 +107,23 @@ impl CommitScheduler {
         self.open.take().map(|open| open.commit)
     }
 
-    /// When the open commit's window ends, for the node's timer; `None`
-    /// without an open commit.
+    /// When the open commit's window ends; `None` without an open commit.
+    /// Only tests ask: the node cuts each commit as it is sealed, so it
+    /// arms no window timer.
+    #[cfg(test)]
     pub fn window_deadline(&self) -> Option<Duration> {
         self.open
             .as_ref()
             .map(|open| open.opened_at + self.limits.group_commit_window)
     }
 
+    #[cfg(test)]
     pub fn is_syncing(&self) -> bool {
         self.syncing
     }
 
     /// Records in the open commit.
+    #[cfg(test)]
     pub fn open_records(&self) -> usize {
         self.open
             .as_ref()

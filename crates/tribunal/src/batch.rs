@@ -6,7 +6,11 @@
 use arbiter::{BatchInput, CommandSlot, EvaluatedBatch, FreshCommand, RecordContent, RecordInput};
 use domain::inventory::{Inventory, InventoryCommand};
 use domain::{EntityKey, EntityWrite};
-use ledger::{GroupCommit, RecordPosition, SealedRecord, StoredOutput, WardenChange};
+use std::time::Duration;
+
+use ledger::{
+    CommitScheduler, GroupCommit, RecordPosition, SealedRecord, StoredOutput, WardenChange,
+};
 use protocol::position::{CommandPosition, Offset, Partition, StreamTime};
 use registrar::RecordKeys;
 use usher::{Delivery, DeliveryResult};
@@ -123,15 +127,20 @@ pub fn staged_writes(evaluated: &EvaluatedBatch) -> Vec<(CommandPosition, Entity
 }
 
 /// The batch as one group commit (outputs, states, Warden entries and the
-/// watermark), and what each record sealed.
+/// watermark), and what each record sealed. The records join the commit
+/// scheduler's open commit and the scheduler cuts it: a batch is sealed
+/// whole, so no sealed record waits behind it and the cut is immediate
+/// (ledger.StartSyncWhenDue: an idle pipeline does not wait). The caller
+/// reports the write's success with [`CommitScheduler::sync_finished`].
 pub fn seal_commit(
     evaluated: EvaluatedBatch,
     deliveries: &[Delivery<InventoryCommand>],
     delta: WardenCommitDelta,
     outcome_resume_offset: Offset,
+    commits: &mut CommitScheduler,
+    now: Duration,
 ) -> (GroupCommit, Vec<SealedOutputs>) {
     let partition = evaluated.partition;
-    let mut commit = GroupCommit::new(deliveries.len());
     let mut sealed_outputs = Vec::with_capacity(deliveries.len());
     for (sealed, delivery) in evaluated.records.into_iter().zip(deliveries) {
         assert_eq!(
@@ -160,23 +169,33 @@ pub fn seal_commit(
             record_timestamp: output.record_timestamp,
             dead_letter_reason: delivery.dead_letter().map(|letter| letter.reason().token()),
         });
-        commit.push(SealedRecord {
-            position: RecordPosition {
-                partition,
-                offset: sealed.offset,
+        assert!(
+            commits.has_room(),
+            "a batch fits one group commit (the Arbiter's batch bound is within the commit's)"
+        );
+        commits.append(
+            SealedRecord {
+                position: RecordPosition {
+                    partition,
+                    offset: sealed.offset,
+                },
+                stream_time: delivery.stream_time,
+                entity_writes: sealed
+                    .writes
+                    .into_iter()
+                    .map(|write| EntityWrite {
+                        key: write.key,
+                        state: write.state,
+                    })
+                    .collect(),
+                output,
             },
-            stream_time: delivery.stream_time,
-            entity_writes: sealed
-                .writes
-                .into_iter()
-                .map(|write| EntityWrite {
-                    key: write.key,
-                    state: write.state,
-                })
-                .collect(),
-            output,
-        });
+            now,
+        );
     }
+    let mut commit = commits
+        .cut_if_due(now, true)
+        .expect("batches are sealed one at a time: no commit syncs while the next is sealed");
     push_warden_changes(&mut commit, delta);
     commit.set_outcome_resume_offset(partition, outcome_resume_offset);
     (commit, sealed_outputs)

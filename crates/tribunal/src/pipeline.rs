@@ -10,11 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use arbiter::{Arbiter, ArbiterConfig, ArbiterHalt};
 use domain::EvaluationContext;
 use domain::inventory::{Inventory, InventoryCommand, InventoryLimits};
-use ledger::{Ledger, LedgerConfig, LedgerError, LedgerReader, PartitionWatermark};
+use ledger::{
+    CommitLimits, CommitScheduler, Ledger, LedgerConfig, LedgerError, LedgerReader,
+    PartitionWatermark,
+};
 use protocol::position::{Offset, Partition, StreamTime};
 use registrar::shell::RegistrarShellError;
 use registrar::{
@@ -78,6 +82,8 @@ pub struct Cores {
     pub registrar: Registrar,
     pub arbiter: Arbiter<Inventory>,
     pub ledger: Ledger,
+    /// When the Ledger's group commits are cut.
+    pub commits: CommitScheduler,
     pub reader: LedgerReader,
     pub watermarks: Vec<PartitionWatermark>,
 }
@@ -98,6 +104,11 @@ impl Cores {
             })
             .collect();
         let domain = Inventory::new(InventoryLimits::default());
+        let commit_limits = CommitLimits::default();
+        assert!(
+            arbiter_config.max_batch_records <= commit_limits.max_group_commit_records,
+            "a batch fits one group commit"
+        );
         Ok(Cores {
             warden: Warden::new(WardenConfig::default())
                 .expect("the Warden's default config is valid"),
@@ -106,6 +117,7 @@ impl Cores {
             domain,
             reader: ledger.reader(),
             ledger,
+            commits: CommitScheduler::new(commit_limits),
             watermarks,
         })
     }
@@ -270,9 +282,18 @@ impl Pipeline {
             last_offset,
             last_stream_time,
         )?;
-        let (commit, sealed) =
-            batch::seal_commit(evaluated, deliveries, delta, state.outcome_resume_offset);
+        // No clock here: the scheduler's time only dates an open commit's
+        // window, and a batch's commit is cut as soon as it is sealed.
+        let (commit, sealed) = batch::seal_commit(
+            evaluated,
+            deliveries,
+            delta,
+            state.outcome_resume_offset,
+            &mut cores.commits,
+            Duration::ZERO,
+        );
         let durable = cores.ledger.write(commit)?;
+        cores.commits.sync_finished();
         for range in &durable.ranges {
             cores
                 .registrar

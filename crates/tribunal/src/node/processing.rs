@@ -9,25 +9,30 @@
 //! batch bound, so the batch (and the group commit) grows with the load
 //! instead of one fsync per record. The Usher's pipeline bound keeps the
 //! queue bounded.
+//!
+//! A sealed batch's records join the Ledger's commit scheduler, which cuts
+//! them as one group commit at once (a batch is sealed whole, so no sealed
+//! record waits behind it); the next batch starts once that commit is
+//! durable, so one sync is in flight at a time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use actix::prelude::*;
-use arbiter::ArbiterHalt;
 use arbiter::shell::{ArbiterActor, Evaluate};
+use arbiter::{ArbiterHalt, EvaluatedBatch};
 use domain::EvaluationContext;
 use domain::inventory::{Inventory, InventoryCommand};
-use ledger::LedgerError;
 use ledger::shell::{Commit, LedgerActor};
+use ledger::{CommitScheduler, GroupCommit, LedgerError};
 use protocol::position::{Offset, Partition};
 use registrar::shell::{ApplyWrites, Prewarm, RegistrarActor, RegistrarShellError, StatesDurable};
 use usher::Delivery;
 use usher::shell::{Delivered, WatermarkAdvanced};
-use warden::WardenError;
 use warden::shell::{
     Classify, EntriesDurable, RecordResponses, TakeCommitDelta, WardenActor, WardenShellError,
 };
+use warden::{WardenCommitDelta, WardenError};
 
 use gateway::metrics::{Counter, Histogram, LATENCY_BUCKETS_MICROS, MetricsRegistry};
 
@@ -139,24 +144,30 @@ impl BatchError {
     }
 }
 
+/// A batch through the Warden, the Registrar and the Arbiter: what its
+/// group commit is sealed from.
+struct ReadyToSeal {
+    started: Instant,
+    deliveries: Vec<Delivery<InventoryCommand>>,
+    evaluated: EvaluatedBatch,
+    delta: WardenCommitDelta,
+}
+
 impl Stages {
-    /// One batch through every core; durable when it returns. Every
-    /// instance takes the same path over the same log, with no clock and
-    /// no randomness, which is why correct instances agree.
+    /// One batch through every core up to its commit. Every instance takes
+    /// the same path over the same log, with no clock and no randomness,
+    /// which is why correct instances agree.
     ///
     /// spec: core.OutputsDependOnlyOnTheLog, core.CorrectInstancesAgree
-    async fn process(
+    async fn evaluate(
         self,
         partition: Partition,
-        state: PartitionState,
         deliveries: Vec<Delivery<InventoryCommand>>,
-    ) -> Result<Vec<SealedOutputs>, BatchError> {
-        let (Some(through), Some(stream_time)) = (
-            deliveries.last().map(|delivery| delivery.offset),
-            batch::last_stream_time(&deliveries),
-        ) else {
-            return Ok(Vec::new());
-        };
+    ) -> Result<ReadyToSeal, BatchError> {
+        let (through, stream_time) = deliveries
+            .last()
+            .map(|delivery| (delivery.offset, delivery.stream_time))
+            .expect("a batch holds at least one record");
         let metrics = &self.metrics;
         let started = Instant::now();
         let (deliveries, classifications) = self
@@ -205,8 +216,24 @@ impl Stages {
                 stream_time,
             })
             .await??;
-        let (commit, sealed) =
-            batch::seal_commit(evaluated, &deliveries, delta, state.outcome_resume_offset);
+        Ok(ReadyToSeal {
+            started,
+            deliveries,
+            evaluated,
+            delta,
+        })
+    }
+
+    /// The batch's group commit written (synced) and the cores told it is
+    /// durable; the records' outputs are returned only then.
+    async fn make_durable(
+        self,
+        commit: GroupCommit,
+        sealed: Vec<SealedOutputs>,
+        started: Instant,
+        commands: u64,
+    ) -> Result<Vec<SealedOutputs>, BatchError> {
+        let metrics = &self.metrics;
         let stage = Instant::now();
         let durable = self.ledger.send(Commit(commit)).await??;
         metrics.commit.observe(stage.elapsed());
@@ -227,12 +254,7 @@ impl Stages {
         metrics.batch.observe(started.elapsed());
         metrics.batches.increment();
         metrics.records.add(sealed.len() as u64);
-        metrics.commands.add(
-            deliveries
-                .iter()
-                .map(|delivery| delivery.commands().len() as u64)
-                .sum(),
-        );
+        metrics.commands.add(commands);
         Ok(sealed)
     }
 }
@@ -250,6 +272,10 @@ pub struct ProcessingActor {
     busy: bool,
     /// The partition served last, so partitions take turns.
     last_served: Option<Partition>,
+    /// Cuts each sealed batch's group commit; one syncs at a time.
+    commits: CommitScheduler,
+    /// The scheduler's time origin (it dates open commits, nothing more).
+    started: Instant,
 }
 
 impl std::fmt::Debug for ProcessingActor {
@@ -267,6 +293,7 @@ impl ProcessingActor {
         outbox: ProcessingOutbox,
         status: NodeStatus,
         max_batch_records: usize,
+        commits: CommitScheduler,
     ) -> Self {
         assert!(max_batch_records > 0, "a batch holds at least one record");
         Self {
@@ -278,6 +305,8 @@ impl ProcessingActor {
             max_batch_records,
             busy: false,
             last_served: None,
+            commits,
+            started: Instant::now(),
         }
     }
 
@@ -320,12 +349,62 @@ impl ProcessingActor {
         );
         self.busy = true;
         self.last_served = Some(partition);
-        let work = self.stages.clone().process(partition, state, deliveries);
+        let work = self.stages.clone().evaluate(partition, deliveries);
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |result, actor, ctx| match result {
+                    Ok(ready) => actor.seal(partition, state, ready, ctx),
+                    Err(error) => actor.done(partition, first, Err(error), ctx),
+                }),
+        );
+    }
+
+    /// Seals the evaluated batch into its group commit, cut by the commit
+    /// scheduler, and makes it durable.
+    fn seal(
+        &mut self,
+        partition: Partition,
+        state: PartitionState,
+        ready: ReadyToSeal,
+        ctx: &mut Context<Self>,
+    ) {
+        let first = ready.deliveries[0].offset;
+        let commands = ready
+            .deliveries
+            .iter()
+            .map(|delivery| delivery.commands().len() as u64)
+            .sum();
+        let (commit, sealed) = batch::seal_commit(
+            ready.evaluated,
+            &ready.deliveries,
+            ready.delta,
+            state.outcome_resume_offset,
+            &mut self.commits,
+            self.started.elapsed(),
+        );
+        let work = self
+            .stages
+            .clone()
+            .make_durable(commit, sealed, ready.started, commands);
         ctx.spawn(work.into_actor(self).map(move |result, actor, ctx| {
-            actor.busy = false;
-            actor.finish(partition, first, result);
-            actor.start_next(ctx);
+            if result.is_ok() {
+                actor.commits.sync_finished();
+            }
+            actor.done(partition, first, result, ctx);
         }));
+    }
+
+    /// The batch in flight ended, durable or failed; the next may start.
+    fn done(
+        &mut self,
+        partition: Partition,
+        first: Offset,
+        result: Result<Vec<SealedOutputs>, BatchError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.busy = false;
+        self.finish(partition, first, result);
+        self.start_next(ctx);
     }
 
     /// A batch is durable: only now do the Usher, the lifecycle, the Clerk

@@ -312,6 +312,7 @@ fn start_processing(
         registrar,
         arbiter,
         ledger,
+        commits,
         reader,
         watermarks: _,
     } = cores;
@@ -352,6 +353,7 @@ fn start_processing(
         },
         status.clone(),
         max_batch_records,
+        commits,
     )
     .start();
     (processing, ledger)
