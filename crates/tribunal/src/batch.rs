@@ -3,11 +3,11 @@
 //! single-threaded [`crate::pipeline::Pipeline`] both call these, so a
 //! batch takes the same path wherever it is processed.
 
+use std::time::Duration;
+
 use arbiter::{BatchInput, CommandSlot, EvaluatedBatch, FreshCommand, RecordContent, RecordInput};
 use domain::inventory::{Inventory, InventoryCommand};
 use domain::{EntityKey, EntityWrite};
-use std::time::Duration;
-
 use ledger::{
     CommitScheduler, GroupCommit, RecordPosition, SealedRecord, StoredOutput, WardenChange,
 };

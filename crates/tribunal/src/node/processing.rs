@@ -353,7 +353,7 @@ impl ProcessingActor {
         ctx.spawn(
             work.into_actor(self)
                 .map(move |result, actor, ctx| match result {
-                    Ok(ready) => actor.seal(partition, state, ready, ctx),
+                    Ok(ready) => actor.seal(partition, first, state, ready, ctx),
                     Err(error) => actor.done(partition, first, Err(error), ctx),
                 }),
         );
@@ -364,11 +364,11 @@ impl ProcessingActor {
     fn seal(
         &mut self,
         partition: Partition,
+        first: Offset,
         state: PartitionState,
         ready: ReadyToSeal,
         ctx: &mut Context<Self>,
     ) {
-        let first = ready.deliveries[0].offset;
         let commands = ready
             .deliveries
             .iter()
