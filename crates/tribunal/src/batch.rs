@@ -130,15 +130,16 @@ pub fn staged_writes(evaluated: &EvaluatedBatch) -> Vec<(CommandPosition, Entity
 /// watermark), and what each record sealed. The records join the commit
 /// scheduler's open commit and the scheduler cuts it: a batch is sealed
 /// whole, so no sealed record waits behind it and the cut is immediate
-/// (ledger.StartSyncWhenDue: an idle pipeline does not wait). The caller
-/// reports the write's success with [`CommitScheduler::sync_finished`].
+/// (ledger.StartSyncWhenDue: an idle pipeline does not wait). The commit
+/// opens and is cut within this call, so its opening time is never read
+/// and no clock is needed. The caller reports the write's success with
+/// [`CommitScheduler::sync_finished`].
 pub fn seal_commit(
     evaluated: EvaluatedBatch,
     deliveries: &[Delivery<InventoryCommand>],
     delta: WardenCommitDelta,
     outcome_resume_offset: Offset,
     commits: &mut CommitScheduler,
-    now: Duration,
 ) -> (GroupCommit, Vec<SealedOutputs>) {
     let partition = evaluated.partition;
     let mut sealed_outputs = Vec::with_capacity(deliveries.len());
@@ -169,10 +170,6 @@ pub fn seal_commit(
             record_timestamp: output.record_timestamp,
             dead_letter_reason: delivery.dead_letter().map(|letter| letter.reason().token()),
         });
-        assert!(
-            commits.has_room(),
-            "a batch fits one group commit (the Arbiter's batch bound is within the commit's)"
-        );
         commits.append(
             SealedRecord {
                 position: RecordPosition {
@@ -190,11 +187,11 @@ pub fn seal_commit(
                     .collect(),
                 output,
             },
-            now,
+            Duration::ZERO,
         );
     }
     let mut commit = commits
-        .cut_if_due(now, true)
+        .cut_if_due(Duration::ZERO, true)
         .expect("batches are sealed one at a time: no commit syncs while the next is sealed");
     push_warden_changes(&mut commit, delta);
     commit.set_outcome_resume_offset(partition, outcome_resume_offset);

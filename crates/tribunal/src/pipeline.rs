@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use arbiter::{Arbiter, ArbiterConfig, ArbiterHalt};
 use domain::EvaluationContext;
@@ -282,15 +281,12 @@ impl Pipeline {
             last_offset,
             last_stream_time,
         )?;
-        // No clock here: the scheduler's time only dates an open commit's
-        // window, and a batch's commit is cut as soon as it is sealed.
         let (commit, sealed) = batch::seal_commit(
             evaluated,
             deliveries,
             delta,
             state.outcome_resume_offset,
             &mut cores.commits,
-            Duration::ZERO,
         );
         let durable = cores.ledger.write(commit)?;
         cores.commits.sync_finished();

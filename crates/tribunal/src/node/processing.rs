@@ -274,8 +274,6 @@ pub struct ProcessingActor {
     last_served: Option<Partition>,
     /// Cuts each sealed batch's group commit; one syncs at a time.
     commits: CommitScheduler,
-    /// The scheduler's time origin (it dates open commits, nothing more).
-    started: Instant,
 }
 
 impl std::fmt::Debug for ProcessingActor {
@@ -306,7 +304,6 @@ impl ProcessingActor {
             busy: false,
             last_served: None,
             commits,
-            started: Instant::now(),
         }
     }
 
@@ -380,7 +377,6 @@ impl ProcessingActor {
             ready.delta,
             state.outcome_resume_offset,
             &mut self.commits,
-            self.started.elapsed(),
         );
         let work = self
             .stages
